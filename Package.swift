@@ -1,0 +1,81 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "secureops",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SecureOpsEngine", targets: ["SecureOpsEngine"]),
+        .library(name: "SecureOpsClient", targets: ["SecureOpsClient"]),
+        .executable(name: "secureopsd", targets: ["secureopsd"]),
+        .executable(name: "secureops", targets: ["secureops"]),
+        .executable(name: "secureops-bench", targets: ["secureops-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // The C surface of liburing (Debian: liburing-dev).
+        .target(
+            name: "CURing",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        // The io_uring engine: ring, loop, framing, JSON, broadcast, protocol.
+        .target(
+            name: "SecureOpsEngine",
+            dependencies: [
+                "CURing",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The client side of the wire contract: blocking core and async API.
+        .target(
+            name: "SecureOpsClient",
+            dependencies: ["SecureOpsEngine"]
+        ),
+        // Everything the daemon does beyond the engine: handlers, policy,
+        // audit, kill switch. A library so tests can reach its parts.
+        .target(
+            name: "SecureOpsDaemon",
+            dependencies: [
+                "SecureOpsEngine",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "secureopsd",
+            dependencies: [
+                "SecureOpsDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "secureops",
+            dependencies: [
+                "SecureOpsClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "secureops-bench",
+            dependencies: [
+                "SecureOpsClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "SecureOpsEngineTests",
+            dependencies: ["SecureOpsEngine"]
+        ),
+        .testTarget(
+            name: "JSONTests",
+            dependencies: ["SecureOpsEngine"]
+        ),
+        .testTarget(
+            name: "SecureOpsDaemonTests",
+            dependencies: ["SecureOpsDaemon", "SecureOpsClient", "secureopsd", "secureops"]
+        ),
+    ]
+)

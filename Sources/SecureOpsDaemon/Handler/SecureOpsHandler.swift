@@ -1,0 +1,221 @@
+import Glibc
+import Logging
+import SecureOpsEngine
+
+/// The SecureOps protocol (WIRE.md) on top of the engine.
+///
+/// Cheap requests (ping, status, publish, subscribe, alerts) are answered
+/// inline on the loop thread; ones that touch the disk, crypto or child
+/// processes (audit, kill, reloadPolicy) are offloaded to the Dispatch pool.
+public final class SecureOpsHandler: RequestHandler {
+    public typealias Request = IpcRequest
+
+    let services: DaemonServices
+    /// Verbs granted to unprivileged connections, cached per connection and
+    /// recomputed after a policy reload.
+    private var grants: [ConnectionID: CachedGrant] = [:]
+
+    private struct CachedGrant {
+        var verbs: VerbSet
+        var generation: Int
+    }
+
+    init(services: DaemonServices) {
+        self.services = services
+    }
+
+    // MARK: - Authorization
+
+    public func admit(_ connection: ConnectionInfo) -> Admission {
+        let verbs = allowedVerbs(connection)
+        guard verbs.isEmpty else { return .admit }
+        let policy = services.policy
+        services.logger.notice("refused connection: peer allowed nothing", metadata: ["peer": "\(connection.peer)", "policyVersion": "\(policy.version)"])
+        return .refuse("not authorized: uid \(connection.peer.uid) may not use this socket (policy version \(policy.version) grants it nothing); ask an administrator for a grant in \(policy.path ?? "the policy file")")
+    }
+
+    private func allowedVerbs(_ connection: ConnectionInfo) -> VerbSet {
+        let peer = connection.peer
+        if peer.isAuthorized(daemonUID: services.daemonUID) { return .all }
+        let generation = services.policyGeneration
+        if let cached = grants[connection.id], cached.generation == generation { return cached.verbs }
+        let verbs = services.policy.allowedVerbs(for: peer, groups: connection.groups, daemonUID: services.daemonUID)
+        grants[connection.id] = CachedGrant(verbs: verbs, generation: generation)
+        return verbs
+    }
+
+    public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {
+        grants[connection.id] = nil
+        switch reason {
+        case .lagged, .stuckSend:
+            services.logger.warning("subscriber cut off", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
+        default:
+            break
+        }
+    }
+
+    // MARK: - Requests
+
+    public func handle(_ request: IpcRequest, context: RequestContext) throws -> Reply {
+        let verbs = allowedVerbs(context.connection)
+        guard verbs.contains(request.verb) else {
+            services.logger.notice("denied request", metadata: ["peer": "\(context.connection.peer)", "verb": "\(request.verb.rawValue)"])
+            throw IpcError.unauthorized("uid \(context.connection.peer.uid) may not use \"\(request.verb.rawValue)\" (allowed: \(verbs.description))")
+        }
+        switch request {
+        case .ping:
+            context.response.bytes.append(contentsOf: OkFrame.empty)
+            return .respond
+        case .status:
+            try OkFrame.write(status(context.statistics), into: &context.response)
+            return .respond
+        case .publish(let alert):
+            return try publish(alert, context: context)
+        case .subscribe(let since):
+            let next = context.subscribe(since: since)
+            writeOk(into: &context.response) { writer in
+                writer.key("subscribed")
+                writer.bool(true)
+                writer.key("next")
+                writer.uint(next)
+            }
+            return .respond
+        case .alerts(let limit):
+            writeAlerts(limit: limit ?? WireDefaults.alertsLimit, context: context)
+            return .respond
+        case .kill(let reason):
+            return kill(reason: reason, peer: context.connection.peer)
+        case .audit(let options):
+            let services = self.services
+            return .offload {
+                let report = AuditRunner(services: services, options: options).run()
+                return try OffloadedReply.writing { try OkFrame.write(report, into: &$0) }
+            }
+        case .reloadPolicy:
+            let services = self.services
+            return .offload {
+                let policy = try services.reloadPolicy()
+                return OffloadedReply.writing { writer in
+                    writeOk(into: &writer) { writer in
+                        writer.key("policyVersion")
+                        writer.int(policy.version)
+                    }
+                }
+            }
+        }
+    }
+
+    private func publish(_ alert: AlertInput, context: RequestContext) throws -> Reply {
+        guard !alert.source.isEmpty else { throw PublishError("alert.source: must not be empty") }
+        guard !alert.message.isEmpty else { throw PublishError("alert.message: must not be empty") }
+        let sequence = context.publish { sequence, milliseconds, writer in
+            AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, into: &writer)
+        }
+        writeOk(into: &context.response) { writer in
+            writer.key("sequence")
+            writer.uint(sequence)
+        }
+        return .respond
+    }
+
+    private func writeAlerts(limit: Int, context: RequestContext) {
+        context.response.beginObject()
+        context.response.key("type")
+        context.response.string("ok")
+        context.response.key("alerts")
+        context.response.beginArray()
+        context.forEachRetainedFrame(newest: max(0, limit)) { _, frame in
+            AlertFrame.writeAlertObject(fromFrame: frame, into: &context.response)
+        }
+        context.response.endArray()
+        context.response.endObject()
+        context.response.newline()
+    }
+
+    private func kill(reason: String?, peer: PeerCred) -> Reply {
+        let services = self.services
+        return .offload {
+            let now = DaemonServices.realtimeMilliseconds()
+            var persisted = true
+            do {
+                _ = try services.killSwitch.trip(reason: reason, peer: peer, timestampMilliseconds: now)
+            } catch {
+                // The switch trips in memory even when the disk fails; the
+                // failure is reported, not allowed to block the kill.
+                persisted = false
+                services.logger.error("kill switch tripped but could not be persisted: \(error)")
+            }
+            let sequence = services.broadcastKillAlert(reason: reason, peer: peer)
+            services.logger.critical("kill switch tripped", metadata: [
+                "reason": "\(reason ?? "none")", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "alert": "\(sequence)",
+            ])
+            services.runOnKillCommand(reason: reason, peer: peer)
+            return OffloadedReply.writing { writer in
+                writeOk(into: &writer) { writer in
+                    writer.key("killed")
+                    writer.bool(true)
+                    writer.key("sequence")
+                    writer.uint(sequence)
+                    if !persisted {
+                        writer.key("persisted")
+                        writer.bool(false)
+                    }
+                }
+            }
+        }
+    }
+
+    private func status(_ statistics: EngineStatistics) -> MonitorStatus {
+        let kill = services.killSwitch.current
+        var status = MonitorStatus(
+            running: true, killed: kill.killed, killReason: kill.reason, uptimeSecs: (services.uptimeSeconds * 1000).rounded() / 1000,
+            pid: getpid(), version: services.version, connections: statistics.connections,
+            subscribers: statistics.subscribers, alertsPublished: statistics.broadcastPublished,
+            alertsRetained: statistics.broadcastRetained, lastSequence: statistics.lastSequence,
+            lagEvents: statistics.lagEvents, policyVersion: services.policy.version)
+        status.connectionCapacity = statistics.connectionCapacity
+        status.lagDisconnects = statistics.lagDisconnects
+        status.slowDisconnects = statistics.slowDisconnects
+        status.completionQueueOverflows = statistics.completionQueueOverflows
+        status.receiveBufferExhaustions = statistics.receiveBufferExhaustions
+        status.malformedFrames = statistics.malformedFrames
+        status.oversizedFrames = statistics.oversizedFrames
+        status.connectionsRefused = statistics.connectionsRefused
+        status.ioUring = services.engine?.ringDescription
+        return status
+    }
+}
+
+struct PublishError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// `{"type":"ok",<members written by body>}\n`
+func writeOk(into writer: inout JSONWriter, _ body: (inout JSONWriter) -> Void) {
+    writer.beginObject()
+    writer.key("type")
+    writer.string("ok")
+    body(&writer)
+    writer.endObject()
+    writer.newline()
+}
+
+extension DaemonServices {
+    /// Broadcasts the `critical` kill alert with the reason and the caller.
+    func broadcastKillAlert(reason: String?, peer: PeerCred) -> UInt64 {
+        let details = JSONValue.object([
+            "reason": reason.map { .string($0) } ?? .null,
+            "uid": .number(JSONNumber(Int(peer.uid))),
+            "pid": .number(JSONNumber(Int(peer.pid))),
+        ])
+        let alert = AlertInput(
+            severity: .critical, source: "secureopsd",
+            message: reason.map { "kill switch tripped: \($0)" } ?? "kill switch tripped",
+            details: RawJSON(details))
+        guard let engine else { return 0 }
+        return engine.publish { sequence, milliseconds, writer in
+            AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, into: &writer)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Glibc
+import SecureOpsEngine
+
+/// Who may do what on the control socket, and the daemon's limits.
+///
+/// Root and the daemon's own uid may always do everything; everyone else
+/// gets exactly the verbs their grants list (by uid, gid, user name or group
+/// name; `"*"` means every verb). A peer granted nothing is refused at
+/// connect time.
+public struct Policy: Sendable, Equatable {
+    public var version: Int
+    public var grants: [Grant]
+    public var limits: Limits
+    public var onKill: KillCommand?
+    /// Where it was loaded from; nil for the built-in default.
+    public var path: String?
+
+    /// Used when no policy file is configured: nobody but root and the
+    /// daemon's own user.
+    public static let builtIn = Policy(version: 1, grants: [], limits: Limits(), onKill: nil, path: nil)
+
+    public init(version: Int, grants: [Grant], limits: Limits, onKill: KillCommand?, path: String?) {
+        self.version = version
+        self.grants = grants
+        self.limits = limits
+        self.onKill = onKill
+        self.path = path
+    }
+
+    public struct Grant: Sendable, Equatable {
+        public enum Subject: Sendable, Equatable, CustomStringConvertible {
+            case uid(UInt32)
+            case gid(UInt32)
+
+            public var description: String {
+                switch self {
+                case .uid(let uid): "uid \(uid)"
+                case .gid(let gid): "gid \(gid)"
+                }
+            }
+        }
+
+        public var subject: Subject
+        public var allow: VerbSet
+        /// How the file named it (`user alice`), for messages.
+        public var label: String
+    }
+
+    public struct Limits: Sendable, Equatable {
+        public var maxFrameBytes = WireDefaults.maxFrameBytes
+        public var maxConnectionsPerUid: Int?
+        public var retainedAlerts = 65_536
+        public var onLag = LagPolicy.skip
+
+        public init() {}
+    }
+
+    public struct KillCommand: Sendable, Equatable {
+        public var command: [String]
+        public var timeoutSecs: Double
+    }
+
+    /// The verbs `peer` may use under this policy.
+    public func allowedVerbs(for peer: PeerCred, groups: [UInt32], daemonUID: UInt32) -> VerbSet {
+        if peer.uid == 0 || peer.uid == daemonUID { return .all }
+        var allowed = VerbSet()
+        for grant in grants {
+            switch grant.subject {
+            case .uid(let uid) where uid == peer.uid:
+                allowed.formUnion(grant.allow)
+            case .gid(let gid) where gid == peer.gid || groups.contains(gid):
+                allowed.formUnion(grant.allow)
+            default:
+                break
+            }
+        }
+        return allowed
+    }
+}
+
+/// A set of request verbs, as a bit mask.
+public struct VerbSet: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    public init(_ verb: IpcRequest.Verb) {
+        rawValue = 1 << UInt16(IpcRequest.Verb.allCases.firstIndex(of: verb)!)
+    }
+
+    public static let all = VerbSet(rawValue: (1 << UInt16(IpcRequest.Verb.allCases.count)) - 1)
+
+    public func contains(_ verb: IpcRequest.Verb) -> Bool {
+        contains(VerbSet(verb))
+    }
+
+    public var verbs: [IpcRequest.Verb] {
+        IpcRequest.Verb.allCases.filter { contains($0) }
+    }
+
+    public var description: String {
+        self == .all ? "*" : verbs.map(\.rawValue).joined(separator: ", ")
+    }
+}

@@ -1,0 +1,85 @@
+/// One accepted client, owned by the loop thread.
+///
+/// Kept small: an idle subscriber is this object plus the kernel's socket;
+/// buffers are borrowed from shared pools only while there is something to
+/// send or an unfinished line to hold.
+final class Connection {
+    enum State {
+        /// Reading requests and answering them.
+        case open
+        /// No more requests are read; pending replies (and, for a subscriber
+        /// shutting down, queued frames) are flushed, then the socket closes.
+        case draining
+        /// Operations are being cancelled; the socket closes once the last
+        /// completion has been reaped.
+        case closing
+    }
+
+    let slot: UInt32
+    let generation: UInt32
+    let fd: Int32
+    let peer: PeerCred
+    let groups: [UInt32]
+    var state = State.open
+    var closeReason = CloseReason.peerClosed
+    var framer: LineFramer
+
+    // Operations in the kernel. The socket is closed only when all are reaped.
+    var receiveArmed = false
+    var receiveWanted = true
+    /// At shutdown: once the armed receive has ended, read what the kernel
+    /// already holds for this socket, so requests sent before shutdown are
+    /// answered.
+    var drainInputWhenReceiveEnds = false
+    var hangupPollArmed = false
+    var send: SendOperation?
+    var sendStartedAt: UInt64 = 0
+
+    // Replies.
+    var output: OutputBuffer?
+    var nextRequestID: UInt64 = 0
+    /// Replies waiting for an earlier offloaded reply, in request order.
+    /// Empty unless an offloaded handler is outstanding.
+    var orderedReplies: [PendingReply] = []
+    var outstandingOffloads = 0
+    var queuedForFlush = false
+
+    // Subscription: the sequence of the next broadcast frame to send.
+    var subscriberIndex = -1
+    var cursor: UInt64 = 0
+
+    init(slot: UInt32, generation: UInt32, fd: Int32, peer: PeerCred, groups: [UInt32], maxFrameBytes: Int) {
+        self.groups = groups
+        self.slot = slot
+        self.generation = generation
+        self.fd = fd
+        self.peer = peer
+        framer = LineFramer(maxFrameBytes: maxFrameBytes)
+    }
+
+    var id: ConnectionID { ConnectionID(slot: slot, generation: generation) }
+    var info: ConnectionInfo { ConnectionInfo(id: id, peer: peer, groups: groups) }
+    var isSubscribed: Bool { subscriberIndex >= 0 }
+
+    var operationsInFlight: Bool { receiveArmed || hangupPollArmed || send != nil }
+
+    /// Response bytes queued and not yet sent.
+    var pendingOutputBytes: Int {
+        (output?.count ?? 0) + (send?.responseBytes ?? 0)
+    }
+
+    func tag(_ kind: OperationKind) -> OperationTag {
+        OperationTag(kind: kind, slot: slot, generation: generation)
+    }
+}
+
+/// A reply that must wait for an earlier request's offloaded reply.
+struct PendingReply {
+    let requestID: UInt64
+    var ready: Bool
+    var bytes: [UInt8]
+    /// Set when this reply starts a subscription: the cursor becomes live
+    /// only once the reply has been queued, so no frame can overtake it.
+    var subscribeAt: UInt64?
+    var closeAfterwards: Bool
+}

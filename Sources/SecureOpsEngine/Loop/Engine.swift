@@ -1,0 +1,313 @@
+import CURing
+import Glibc
+import Logging
+import Synchronization
+
+/// An io_uring server for newline-delimited JSON over a Unix socket.
+///
+/// One dedicated thread owns one ring and runs every accept, read and
+/// write; `Handler` answers decoded requests on that thread or offloads
+/// them to a Dispatch pool. The engine also carries one broadcast stream:
+/// frames published from any thread reach every subscribed connection in
+/// sequence order, each encoded once.
+///
+/// ```swift
+/// let engine = Engine<MyHandler>(configuration: .init(socketPath: "/run/my.sock"))
+/// try engine.start(handler: MyHandler())
+/// engine.publish { sequence, millis, writer in ... }
+/// await engine.shutdown()
+/// ```
+public final class Engine<Handler: RequestHandler>: Sendable {
+    public let configuration: EngineConfiguration
+    private let logger: Logger
+    private let counters = EngineCounters()
+    private let inbox: Inbox
+    private let lifecycle = Mutex(Lifecycle())
+    private let stopped = StopSignal()
+
+    private struct Lifecycle {
+        var started = false
+        var thread: pthread_t?
+        var ringDescription: String?
+    }
+
+    public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "secureops.engine")) throws(EngineError) {
+        self.configuration = configuration
+        self.logger = logger
+        inbox = try Inbox()
+    }
+
+    /// Binds the socket, starts the loop thread and returns once it serves.
+    /// Throws if the socket or io_uring cannot be set up, with the reason.
+    public func start(handler: sending Handler) throws(EngineError) {
+        let alreadyStarted = lifecycle.withLock { state in
+            defer { state.started = true }
+            return state.started
+        }
+        guard !alreadyStarted else { throw .invalidState("this engine was already started; create a new one") }
+
+        let capacity = Self.connectionCapacity(configured: configuration.limits.maxConnections, logger: logger)
+        let listener = try UnixListener(
+            path: configuration.socketPath, mode: mode_t(configuration.socketMode),
+            directoryMode: mode_t(configuration.socketDirectoryMode),
+            backlog: configuration.listenBacklog, logger: logger)
+
+        let startup = StartupHandoff()
+        let start = LoopThreadStart(
+            configuration: configuration, listener: listener, inbox: inbox, counters: counters,
+            logger: logger, capacity: capacity, handler: handler, startup: startup, stopped: stopped)
+        let thread: pthread_t
+        switch spawnLoopThread(start) {
+        case .success(let spawned):
+            thread = spawned
+        case .failure(let code):
+            listener.close(logger: logger)
+            throw .invalidState("could not start the loop thread: \(String(cString: strerror(code.code)))")
+        }
+        switch startup.wait() {
+        case .success(let description):
+            lifecycle.withLock {
+                $0.thread = thread
+                $0.ringDescription = description
+            }
+        case .failure(let error):
+            pthread_join(thread, nil)
+            throw error
+        }
+    }
+
+    private func spawnLoopThread(_ start: LoopThreadStart<Handler>) -> Result<pthread_t, Errno> {
+        spawnThread(UncheckedBox { start.run() })
+    }
+
+    /// Broadcasts one frame from any thread. `encode` writes the whole frame
+    /// (ending with a newline) given its sequence and the time in
+    /// milliseconds since the epoch; it runs under the publish lock, so keep
+    /// it short. Publishes from one thread keep their order. Returns the
+    /// frame's sequence.
+    @discardableResult
+    public func publish(_ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void) -> UInt64 {
+        inbox.publish(encode)
+    }
+
+    /// Replaces the engine's limits while it runs.
+    public func updateLimits(_ limits: EngineLimits) {
+        inbox.post(.updateLimits(limits))
+    }
+
+    public var statistics: EngineStatistics {
+        counters.snapshot
+    }
+
+    /// The io_uring setup flags the kernel accepted, once started.
+    public var ringDescription: String? {
+        lifecycle.withLock { $0.ringDescription }
+    }
+
+    /// Stops accepting, answers what was received, flushes, closes every
+    /// connection and stops the loop thread. Returns when it has stopped.
+    public func shutdown() async {
+        requestShutdown()
+        await stopped.wait()
+        join()
+    }
+
+    /// Blocking form of `shutdown()`, for code that is not async.
+    public func shutdownAndWait() {
+        requestShutdown()
+        stopped.waitBlocking()
+        join()
+    }
+
+    /// Starts shutting down and returns at once.
+    public func requestShutdown() {
+        inbox.post(.shutdown)
+    }
+
+    /// Blocks until the engine has stopped (after a shutdown from anywhere).
+    public func waitUntilStopped() {
+        stopped.waitBlocking()
+        join()
+    }
+
+    private func join() {
+        let thread = lifecycle.withLock { state -> pthread_t? in
+            defer { state.thread = nil }
+            return state.thread
+        }
+        if let thread { pthread_join(thread, nil) }
+    }
+
+    /// Raises the soft descriptor limit to the hard one and derives how many
+    /// connections fit, keeping some descriptors for everything else.
+    static func connectionCapacity(configured: Int?, logger: Logger) -> Int {
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let descriptors = Int(clamping: limit.rlim_cur)
+        let reserve = min(256, max(16, descriptors / 20))
+        let capacity = max(1, min(configured ?? Int.max, descriptors - reserve))
+        logger.info("connection capacity \(capacity) (RLIMIT_NOFILE \(descriptors); raise it with 'ulimit -n' or LimitNOFILE= in the systemd unit)")
+        return capacity
+    }
+}
+
+/// Starts a plain pthread running `body` (a C entry point cannot capture
+/// generic context, so the body arrives boxed and non-generic).
+private func spawnThread(_ body: UncheckedBox<() -> Void>) -> Result<pthread_t, Errno> {
+    let context = Unmanaged.passRetained(body).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        let box = Unmanaged<UncheckedBox<() -> Void>>.fromOpaque(raw!).takeRetainedValue()
+        box.value()
+        return nil
+    }, context)
+    guard rc == 0 else {
+        Unmanaged<UncheckedBox<() -> Void>>.fromOpaque(context).release()
+        return .failure(Errno(rc))
+    }
+    return .success(thread)
+}
+
+struct Errno: Error {
+    let code: Int32
+    init(_ code: Int32) { self.code = code }
+}
+
+/// What the loop thread needs to start: moved to it once, used only there.
+private struct LoopThreadStart<Handler: RequestHandler> {
+    let configuration: EngineConfiguration
+    let listener: UnixListener
+    let inbox: Inbox
+    let counters: EngineCounters
+    let logger: Logger
+    let capacity: Int
+    let handler: Handler
+    let startup: StartupHandoff
+    let stopped: StopSignal
+
+    func run() {
+        setThreadName(configuration.threadName)
+        let loop: EventLoop
+        do {
+            loop = try EventLoop(
+                configuration: configuration, listener: listener, inbox: inbox,
+                counters: counters, logger: logger, connectionCapacity: capacity)
+        } catch {
+            listener.close(logger: logger)
+            _ = inbox.close()
+            startup.finish(.failure(error))
+            stopped.signal()
+            return
+        }
+        loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop)
+        startup.finish(.success(loop.ringSetup.name))
+        loop.run()
+        stopped.signal()
+    }
+
+    private func setThreadName(_ name: String) {
+        cu_set_thread_name(String(name.utf8.prefix(15))!)
+    }
+}
+
+/// Hands a non-Sendable value to exactly one other thread. Sound here
+/// because the sender never touches it again after `pthread_create`.
+private final class UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// The loop thread's answer to "did you start?".
+private final class StartupHandoff: Sendable {
+    private let result = Mutex<Result<String, EngineError>?>(nil)
+    private let ready = Semaphore()
+
+    func finish(_ outcome: Result<String, EngineError>) {
+        result.withLock { $0 = outcome }
+        ready.signal()
+    }
+
+    func wait() -> Result<String, EngineError> {
+        ready.wait()
+        return result.withLock { $0! }
+    }
+}
+
+/// Signalled once when the loop thread ends; awaitable and blocking.
+final class StopSignal: Sendable {
+    private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let semaphore = Semaphore()
+
+    func signal() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.done = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+        semaphore.signalForever()
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    func waitBlocking() {
+        semaphore.wait()
+    }
+}
+
+/// A counting semaphore (pthread mutex + condition variable in memory that
+/// never moves) that can also be opened for good.
+final class Semaphore: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t> = .allocate(capacity: 1)
+    private let condition: UnsafeMutablePointer<pthread_cond_t> = .allocate(capacity: 1)
+    private var count = 0
+    private var open = false
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func signal() {
+        pthread_mutex_lock(mutex)
+        count += 1
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Lets every present and future `wait` through.
+    func signalForever() {
+        pthread_mutex_lock(mutex)
+        open = true
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    func wait() {
+        pthread_mutex_lock(mutex)
+        while count == 0 && !open { pthread_cond_wait(condition, mutex) }
+        if !open { count -= 1 }
+        pthread_mutex_unlock(mutex)
+    }
+}

@@ -1,0 +1,68 @@
+/// What the engine does with a subscriber that fell behind the broadcast
+/// ring's retention (WIRE.md, "Subscription semantics").
+public enum LagPolicy: String, Sendable, Codable, CaseIterable {
+    /// Send the `lagged` notice and continue from the oldest retained frame.
+    case skip
+    /// Send the `lagged` notice and close the connection.
+    case disconnect
+}
+
+/// Limits that can change while the engine runs (`Engine.updateLimits`).
+/// New values apply to new frames and new connections at once; connections
+/// already open keep the frame limit they started with.
+public struct EngineLimits: Sendable, Equatable {
+    /// Largest accepted frame, not counting the newline. Larger: one error
+    /// frame, then the connection is closed.
+    public var maxFrameBytes = 1 << 20
+    /// Open connections at most; `nil` derives it from `RLIMIT_NOFILE`.
+    public var maxConnections: Int?
+    /// Open connections per peer uid at most; `nil` for no per-uid cap.
+    public var maxConnectionsPerUID: Int?
+    /// Response bytes queued for one connection before the engine stops
+    /// reading its requests (it resumes below half). Broadcast frames are
+    /// not counted: they live once in the ring.
+    public var maxPendingOutputBytes = 4 << 20
+    /// Requests of one connection waiting for an offloaded handler before
+    /// the engine stops reading from it.
+    public var maxPendingRequests = 128
+    /// Broadcast frames retained for replay and for slow subscribers.
+    public var retainedFrames = 65_536
+    /// Bytes of broadcast frames retained.
+    public var retainedBytes = 64 << 20
+    public var onLag = LagPolicy.skip
+    /// A connection whose send has made no progress for this long is closed.
+    public var stuckSendTimeout = Duration.seconds(10)
+    /// The most bytes one send to one connection carries, so a burst is
+    /// shared fairly between connections.
+    public var maxBytesPerSend = 64 << 10
+
+    public init() {}
+}
+
+/// Everything needed to run one engine, in one value.
+public struct EngineConfiguration: Sendable {
+    /// Path of the listening Unix-domain socket (at most 107 bytes).
+    public var socketPath: String
+    /// Mode of the socket file, applied right after bind.
+    public var socketMode: UInt32 = 0o660
+    /// Mode of the socket's parent directory when the engine creates it.
+    public var socketDirectoryMode: UInt32 = 0o750
+    public var listenBacklog: Int32 = 4096
+    public var limits = EngineLimits()
+    /// Submission queue slots. Bursts larger than this are submitted in parts.
+    public var submissionQueueEntries: UInt32 = 4096
+    /// Completion queue slots; fixed, whatever the number of connections
+    /// (overflow is kept by the kernel and counted).
+    public var completionQueueEntries: UInt32 = 32_768
+    /// Receive buffers shared by all connections (a power of two).
+    public var receiveBufferCount = 1024
+    public var receiveBufferSize = 4096
+    /// How long shutdown waits for responses and queued frames to flush.
+    public var shutdownGracePeriod = Duration.seconds(5)
+    /// Name of the loop thread, as `top -H` shows it (at most 15 bytes).
+    public var threadName = "secureops-ring"
+
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+}

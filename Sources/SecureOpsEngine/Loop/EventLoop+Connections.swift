@@ -1,0 +1,234 @@
+import CURing
+import Glibc
+
+/// Reading from connections and closing them.
+extension EventLoop {
+    // MARK: - Receiving
+
+    func armReceive(_ connection: Connection) {
+        guard !connection.receiveArmed else { return }
+        let sqe = ring.nextSubmission()
+        io_uring_prep_recv_multishot(sqe, connection.fd, nil, 0, 0)
+        sqe.pointee.flags |= CU_IOSQE_BUFFER_SELECT
+        sqe.pointee.buf_group = UInt16(receiveBuffers.group)
+        sqe.pointee.user_data = connection.tag(.receive).userData
+        connection.receiveArmed = true
+    }
+
+    func rearmReceives() {
+        guard !receiveRearmQueue.isEmpty else { return }
+        for connection in receiveRearmQueue
+        where connection.state == .open && connection.receiveWanted && !connection.receiveArmed {
+            armReceive(connection)
+        }
+        receiveRearmQueue.removeAll(keepingCapacity: true)
+    }
+
+    func onReceive(_ connection: Connection, result: Int32, flags: UInt32) {
+        let more = flags & CU_CQE_F_MORE != 0
+        if !more { connection.receiveArmed = false }
+        if result > 0 {
+            let id = UInt16(truncatingIfNeeded: flags >> CU_CQE_BUFFER_SHIFT)
+            // Lines are decoded straight out of the kernel's buffer; only a
+            // partial tail is copied, so the buffer can go back at once.
+            if connection.state == .open || connection.drainInputWhenReceiveEnds {
+                consume(receiveBuffers.bytes(id: id, length: Int(result)), from: connection)
+            }
+            receiveBuffers.recycle(id: id)
+        } else if result == 0 {
+            onPeerEndOfStream(connection)
+        } else if result == -ENOBUFS {
+            // Every shared buffer is in use: this connection's multishot
+            // receive ended. Buffers are back by the end of this turn.
+            counters.receiveBufferExhaustions.add(1, ordering: .relaxed)
+        } else if result != -ECANCELED {
+            if connection.state != .closing {
+                connection.closeReason = (result == -ECONNRESET) ? .peerClosed : .receiveFailed(-result)
+                beginClose(connection)
+            }
+        }
+        if !connection.receiveArmed {
+            afterReceiveEnded(connection, endOfStream: result == 0)
+        }
+    }
+
+    private func afterReceiveEnded(_ connection: Connection, endOfStream: Bool) {
+        switch connection.state {
+        case .open:
+            if !endOfStream && connection.receiveWanted {
+                receiveRearmQueue.append(connection)
+            }
+        case .draining:
+            if connection.drainInputWhenReceiveEnds {
+                connection.drainInputWhenReceiveEnds = false
+                if !endOfStream { readRemainingInput(connection) }
+            }
+            checkDrainComplete(connection)
+        case .closing:
+            finalizeIfIdle(connection)
+        }
+    }
+
+    /// Splits `bytes` into frames and dispatches them in order.
+    func consume(_ bytes: UnsafeRawBufferPointer, from connection: Connection) {
+        let outcome = connection.framer.consume(bytes) { frame in
+            counters.framesReceived.add(1, ordering: .relaxed)
+            return dispatcher.dispatch(frame: frame, connection: connection, loop: self)
+        }
+        if outcome == .frameTooLarge {
+            counters.oversizedFrames.add(1, ordering: .relaxed)
+            let limit = connection.framer.maxFrameBytes
+            _ = replyWithError(
+                "frame exceeds the \(limit)-byte limit; closing the connection",
+                to: connection, requestID: connection.nextRequestID, closeAfterwards: true)
+            connection.nextRequestID += 1
+        }
+    }
+
+    /// The peer shut down its side. If it is gone entirely, nothing more can
+    /// reach it: close. If it only half-closed (it may still read), answer
+    /// what it sent and then close — or, for a subscriber, keep streaming
+    /// until it hangs up.
+    private func onPeerEndOfStream(_ connection: Connection) {
+        guard connection.state == .open else { return }
+        var poller = pollfd(fd: connection.fd, events: 0, revents: 0)
+        _ = poll(&poller, 1, 0)
+        if poller.revents & Int16(POLLHUP) != 0 || poller.revents & Int16(POLLERR) != 0 {
+            connection.closeReason = .peerClosed
+            beginClose(connection)
+        } else if connection.isSubscribed && connection.outstandingOffloads == 0 {
+            connection.receiveWanted = false
+            armHangupPoll(connection)
+        } else {
+            beginDrain(connection, reason: .peerClosed)
+        }
+    }
+
+    private func armHangupPoll(_ connection: Connection) {
+        guard !connection.hangupPollArmed else { return }
+        let sqe = ring.nextSubmission()
+        io_uring_prep_poll_add(sqe, connection.fd, UInt32(POLLHUP | POLLERR))
+        sqe.pointee.user_data = connection.tag(.hangupPoll).userData
+        connection.hangupPollArmed = true
+    }
+
+    func onHangup(_ connection: Connection, result: Int32) {
+        connection.hangupPollArmed = false
+        if connection.state == .closing {
+            finalizeIfIdle(connection)
+        } else if result != -ECANCELED {
+            connection.closeReason = .peerClosed
+            beginClose(connection)
+        }
+    }
+
+    /// At shutdown, after the armed receive ended: reads what the kernel
+    /// already holds for this socket and answers it.
+    private func readRemainingInput(_ connection: Connection) {
+        var budget = 1 << 20
+        withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 16) { buffer in
+            while budget > 0 {
+                let n = recv(connection.fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                guard n > 0 else { return }
+                budget -= n
+                consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), from: connection)
+            }
+        }
+    }
+
+    // MARK: - Back-pressure
+
+    /// Stops reading requests from a connection whose replies pile up;
+    /// the kernel's socket buffer then pushes back on the client.
+    func pauseReadingIfOverLimits(_ connection: Connection) {
+        guard connection.receiveWanted, connection.state == .open else { return }
+        guard connection.pendingOutputBytes > limits.maxPendingOutputBytes
+            || connection.outstandingOffloads >= limits.maxPendingRequests else { return }
+        connection.receiveWanted = false
+        if connection.receiveArmed { cancel(connection.tag(.receive).userData) }
+    }
+
+    func resumeReadingIfBelowLimits(_ connection: Connection) {
+        guard !connection.receiveWanted, connection.state == .open, !connection.hangupPollArmed else { return }
+        guard connection.pendingOutputBytes <= limits.maxPendingOutputBytes / 2,
+              connection.outstandingOffloads < max(1, limits.maxPendingRequests / 2) else { return }
+        connection.receiveWanted = true
+        if !connection.receiveArmed { receiveRearmQueue.append(connection) }
+    }
+
+    // MARK: - Closing
+
+    /// Reads nothing more; closes once every reply (and, when the engine is
+    /// shutting down, every queued frame) has been sent.
+    func beginDrain(_ connection: Connection, reason: CloseReason) {
+        guard connection.state == .open else { return }
+        connection.state = .draining
+        connection.closeReason = reason
+        connection.receiveWanted = false
+        if connection.receiveArmed {
+            cancel(connection.tag(.receive).userData)
+        } else if connection.drainInputWhenReceiveEnds {
+            connection.drainInputWhenReceiveEnds = false
+            readRemainingInput(connection)
+        }
+        if connection.hangupPollArmed { cancel(connection.tag(.hangupPoll).userData) }
+        checkDrainComplete(connection)
+    }
+
+    func checkDrainComplete(_ connection: Connection) {
+        guard connection.state == .draining,
+              !connection.receiveArmed,
+              connection.outstandingOffloads == 0,
+              connection.orderedReplies.isEmpty,
+              connection.send == nil,
+              (connection.output?.count ?? 0) == 0,
+              !connection.isSubscribed || connection.cursor >= broadcast.nextSequence
+        else { return }
+        beginClose(connection)
+    }
+
+    /// Cancels everything in flight; the socket closes once the last
+    /// completion has been reaped (`close()` alone would not stop an armed
+    /// multishot receive).
+    func beginClose(_ connection: Connection) {
+        guard connection.state != .closing else { return }
+        connection.state = .closing
+        connection.receiveWanted = false
+        if connection.isSubscribed { removeSubscriber(connection) }
+        if connection.operationsInFlight {
+            cancelAll(fd: connection.fd)
+        } else {
+            finalize(connection)
+        }
+    }
+
+    func finalizeIfIdle(_ connection: Connection) {
+        if connection.state == .closing && !connection.operationsInFlight {
+            finalize(connection)
+        }
+    }
+
+    private func finalize(_ connection: Connection) {
+        // Discard unread input first: closing a Unix socket with unread data
+        // makes the peer's next read fail with ECONNRESET instead of reading
+        // our last reply and then end-of-file.
+        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { buffer in
+            var rounds = 0
+            while rounds < 64 && recv(connection.fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) > 0 {
+                rounds += 1
+            }
+        }
+        Glibc.close(connection.fd)
+        if let output = connection.output {
+            outputBuffers.recycle(output)
+            connection.output = nil
+        }
+        connection.orderedReplies.removeAll()
+        releaseSlot(connection)
+        switch connection.closeReason {
+        case .lagged: counters.lagDisconnects.add(1, ordering: .relaxed)
+        default: break
+        }
+        dispatcher.connectionClosed(connection.info, reason: connection.closeReason)
+    }
+}

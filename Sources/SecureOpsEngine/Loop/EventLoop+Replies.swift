@@ -1,0 +1,127 @@
+import Dispatch
+
+/// Replies in request order, and work offloaded to the Dispatch pool.
+///
+/// A reply goes straight to the connection's output unless an earlier
+/// request's offloaded reply is still outstanding; then it waits in
+/// `orderedReplies` until everything before it is ready (DESIGN.md,
+/// invariant 3).
+extension EventLoop {
+    /// Queues `bytes` as the reply to `requestID`. Returns false when the
+    /// connection reads no further frames.
+    @discardableResult
+    func deliver(
+        _ bytes: UnsafeRawBufferPointer, to connection: Connection, requestID: UInt64,
+        subscribeAt: UInt64?, closeAfterwards: Bool
+    ) -> Bool {
+        if connection.orderedReplies.isEmpty {
+            release(bytes, to: connection, subscribeAt: subscribeAt, closeAfterwards: closeAfterwards)
+        } else {
+            connection.orderedReplies.append(PendingReply(
+                requestID: requestID, ready: true, bytes: Array(bytes),
+                subscribeAt: subscribeAt, closeAfterwards: closeAfterwards))
+        }
+        return !closeAfterwards
+    }
+
+    /// Replies with an error frame written by the handler's vocabulary.
+    func replyWithError(_ message: String, to connection: Connection, requestID: UInt64, closeAfterwards: Bool = false) -> Bool {
+        scratch.reset()
+        dispatcher.writeError(message, into: &scratch)
+        return scratch.bytes.withUnsafeBytes {
+            deliver($0, to: connection, requestID: requestID, subscribeAt: nil, closeAfterwards: closeAfterwards)
+        }
+    }
+
+    private func release(_ bytes: UnsafeRawBufferPointer, to connection: Connection, subscribeAt: UInt64?, closeAfterwards: Bool) {
+        appendOutput(bytes, to: connection)
+        if let subscribeAt { activateSubscription(connection, cursor: subscribeAt) }
+        if closeAfterwards {
+            if connection.isSubscribed { removeSubscriber(connection) }
+            beginDrain(connection, reason: .closedByHandler)
+        }
+    }
+
+    func appendOutput(_ bytes: UnsafeRawBufferPointer, to connection: Connection) {
+        guard connection.state != .closing, bytes.count > 0 else { return }
+        let output: OutputBuffer
+        if let existing = connection.output {
+            output = existing
+        } else {
+            output = outputBuffers.take()
+            connection.output = output
+        }
+        output.append(bytes)
+        queueFlush(connection)
+        pauseReadingIfOverLimits(connection)
+    }
+
+    @inline(__always)
+    func queueFlush(_ connection: Connection) {
+        guard !connection.queuedForFlush else { return }
+        connection.queuedForFlush = true
+        flushQueue.append(connection)
+    }
+
+    // MARK: - Offloading
+
+    /// Runs `work` on the Dispatch pool; its reply comes back through the
+    /// inbox and leaves in request order.
+    func offload(_ work: @escaping @Sendable () throws -> OffloadedReply, for connection: Connection, requestID: UInt64) -> Bool {
+        connection.orderedReplies.append(PendingReply(
+            requestID: requestID, ready: false, bytes: [], subscribeAt: nil, closeAfterwards: false))
+        connection.outstandingOffloads += 1
+        counters.offloadsInFlight.add(1, ordering: .relaxed)
+        let id = connection.id
+        let inbox = self.inbox
+        offloadQueue.async {
+            let outcome: OffloadOutcome
+            do {
+                outcome = .reply(try work())
+            } catch {
+                outcome = .failed(describe(error))
+            }
+            inbox.post(.offloadFinished(id, requestID: requestID, reply: outcome))
+        }
+        pauseReadingIfOverLimits(connection)
+        return true
+    }
+
+    func offloadFinished(_ id: ConnectionID, requestID: UInt64, outcome: OffloadOutcome) {
+        counters.offloadsInFlight.add(-1, ordering: .relaxed)
+        guard let connection = lookup(OperationTag(kind: .send, slot: id.slot, generation: id.generation)),
+              connection.state != .closing,
+              let index = connection.orderedReplies.firstIndex(where: { $0.requestID == requestID })
+        else { return }
+        connection.outstandingOffloads -= 1
+        switch outcome {
+        case .reply(let reply):
+            connection.orderedReplies[index].bytes = reply.bytes
+            connection.orderedReplies[index].closeAfterwards = reply.closeAfterwards
+        case .failed(let message):
+            scratch.reset()
+            dispatcher.writeError(message, into: &scratch)
+            connection.orderedReplies[index].bytes = scratch.bytes
+        }
+        connection.orderedReplies[index].ready = true
+        var released = 0
+        while released < connection.orderedReplies.count && connection.orderedReplies[released].ready {
+            released += 1
+        }
+        let ready = connection.orderedReplies[0..<released]
+        connection.orderedReplies.removeFirst(released)
+        for reply in ready {
+            reply.bytes.withUnsafeBytes {
+                release($0, to: connection, subscribeAt: reply.subscribeAt, closeAfterwards: reply.closeAfterwards)
+            }
+        }
+        resumeReadingIfBelowLimits(connection)
+        checkDrainComplete(connection)
+    }
+}
+
+/// What came back from the Dispatch pool.
+enum OffloadOutcome: Sendable {
+    case reply(OffloadedReply)
+    case failed(String)
+}

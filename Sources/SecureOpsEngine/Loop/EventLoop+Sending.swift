@@ -1,0 +1,155 @@
+import CURing
+import Glibc
+
+/// Sending: one `sendmsg` in flight per connection, gathering its queued
+/// replies and, for a subscriber, the broadcast frames from its cursor to the
+/// head (DESIGN.md, "Fan-out"). More than one send in flight on a stream
+/// socket could reorder bytes; fewer than one per loop turn would leave
+/// subscribers idle.
+extension EventLoop {
+    // MARK: - Subscriptions
+
+    func activateSubscription(_ connection: Connection, cursor: UInt64) {
+        guard connection.state != .closing else { return }
+        connection.cursor = cursor
+        if !connection.isSubscribed {
+            connection.subscriberIndex = subscribers.count
+            subscribers.append(connection)
+            counters.subscribers.store(subscribers.count, ordering: .relaxed)
+        }
+        if cursor < broadcast.nextSequence { queueFlush(connection) }
+    }
+
+    func removeSubscriber(_ connection: Connection) {
+        let index = connection.subscriberIndex
+        guard index >= 0 else { return }
+        let last = subscribers.removeLast()
+        if last !== connection {
+            subscribers[index] = last
+            last.subscriberIndex = index
+        }
+        connection.subscriberIndex = -1
+        counters.subscribers.store(subscribers.count, ordering: .relaxed)
+    }
+
+    /// After new frames arrived: every subscriber without a send in flight
+    /// gets one covering everything it has not received. Subscribers with a
+    /// send in flight continue from its completion.
+    func scheduleSubscriberSends() {
+        broadcastAdvanced = false
+        let head = broadcast.nextSequence
+        for subscriber in subscribers where subscriber.send == nil && subscriber.cursor < head {
+            startSend(subscriber)
+        }
+    }
+
+    func flushQueuedConnections() {
+        guard !flushQueue.isEmpty else { return }
+        for connection in flushQueue {
+            connection.queuedForFlush = false
+            if connection.send == nil { startSend(connection) }
+        }
+        flushQueue.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: - Sends
+
+    private func startSend(_ connection: Connection) {
+        guard connection.state != .closing, connection.send == nil else { return }
+        let operation = sendOperations.take()
+        if let output = connection.output, output.count > 0 {
+            operation.add(output)
+            connection.output = nil
+        }
+        if connection.isSubscribed && connection.cursor < broadcast.nextSequence {
+            if connection.cursor < broadcast.firstSequence {
+                lagged(connection, operation: operation)
+            }
+            if connection.isSubscribed {
+                let budget = max(1, limits.maxBytesPerSend - operation.remainingBytes)
+                let end = broadcast.sendEnd(from: connection.cursor, maxBytes: budget)
+                broadcast.forEachRange(from: connection.cursor, to: end) { chunk, range in
+                    // Frames never span chunks and a send covers at most
+                    // maxBytesPerSend ≤ chunkSize/4, so two ranges suffice.
+                    assert(operation.hasRoom)
+                    operation.add(chunk, range: range)
+                    return true
+                }
+                connection.cursor = end
+            }
+        }
+        if operation.isEmpty {
+            sendOperations.recycle(operation, buffers: outputBuffers)
+            if connection.state == .draining { checkDrainComplete(connection) }
+            return
+        }
+        connection.send = operation
+        connection.sendStartedAt = now
+        submit(operation, for: connection)
+    }
+
+    private func submit(_ operation: SendOperation, for connection: Connection) {
+        operation.prepareHeader()
+        let sqe = ring.nextSubmission()
+        io_uring_prep_sendmsg(sqe, connection.fd, operation.header, UInt32(MSG_NOSIGNAL))
+        sqe.pointee.user_data = connection.tag(.send).userData
+    }
+
+    /// The subscriber's cursor fell below the oldest retained frame: tell it
+    /// exactly how many frames it missed and where it resumes, then skip
+    /// ahead or cut it off, per `onLag`.
+    private func lagged(_ connection: Connection, operation: SendOperation) {
+        let skipped = broadcast.firstSequence - connection.cursor
+        let resumeAt = broadcast.firstSequence
+        counters.lagEvents.add(1, ordering: .relaxed)
+        scratch.reset()
+        dispatcher.writeLagNotice(skipped: skipped, resumeAt: resumeAt, into: &scratch)
+        let notice = outputBuffers.take()
+        scratch.bytes.withUnsafeBytes { notice.append($0) }
+        operation.add(notice)
+        connection.cursor = resumeAt
+        logger.notice("subscriber lagged", metadata: [
+            "connection": "\(connection.id)", "peer": "\(connection.peer)",
+            "skipped": "\(skipped)", "resumeAt": "\(resumeAt)", "onLag": "\(limits.onLag.rawValue)",
+        ])
+        if limits.onLag == .disconnect {
+            removeSubscriber(connection)
+            beginDrain(connection, reason: .lagged)
+        }
+    }
+
+    func onSendCompleted(_ connection: Connection, result: Int32) {
+        guard let operation = connection.send else { return }
+        if result < 0 {
+            connection.send = nil
+            sendOperations.recycle(operation, buffers: outputBuffers)
+            if connection.state == .closing {
+                finalizeIfIdle(connection)
+            } else {
+                connection.closeReason = (result == -EPIPE || result == -ECONNRESET) ? .peerClosed : .sendFailed(-result)
+                beginClose(connection)
+            }
+            return
+        }
+        if !operation.advance(by: Int(result)) && connection.state != .closing {
+            // Partial send: continue from where the kernel stopped, with the
+            // same iovecs (and the same frame references).
+            connection.sendStartedAt = now
+            submit(operation, for: connection)
+            return
+        }
+        connection.send = nil
+        sendOperations.recycle(operation, buffers: outputBuffers)
+        switch connection.state {
+        case .closing:
+            finalizeIfIdle(connection)
+        case .open, .draining:
+            if (connection.output?.count ?? 0) > 0
+                || (connection.isSubscribed && connection.cursor < broadcast.nextSequence) {
+                startSend(connection)
+            }
+            resumeReadingIfBelowLimits(connection)
+            checkDrainComplete(connection)
+        }
+    }
+}

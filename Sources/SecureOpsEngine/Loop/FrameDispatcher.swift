@@ -1,0 +1,86 @@
+/// The seam between the non-generic loop and a server's typed handler:
+/// the loop hands over frames, the dispatcher decodes and answers them.
+protocol FrameDispatcher: AnyObject {
+    /// Decodes and answers one frame of `connection`. Returns false when the
+    /// connection must read no further frames (it is closing).
+    func dispatch(frame: UnsafeRawBufferPointer, connection: Connection, loop: EventLoop) -> Bool
+    func admit(_ connection: ConnectionInfo) -> Admission
+    func writeError(_ message: String, into writer: inout JSONWriter)
+    func writeLagNotice(skipped: UInt64, resumeAt: UInt64, into writer: inout JSONWriter)
+    func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason)
+}
+
+/// Connects a `RequestHandler` to the loop: one decoder and one context,
+/// reused for every frame, so answering a request allocates nothing the
+/// handler does not ask for.
+final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
+    let handler: Handler
+    private let decoder: FastJSONDecoder
+    private let context: RequestContext
+
+    init(handler: Handler, loop: EventLoop) {
+        self.handler = handler
+        decoder = FastJSONDecoder()
+        context = RequestContext(loop: loop)
+    }
+
+    func dispatch(frame: UnsafeRawBufferPointer, connection: Connection, loop: EventLoop) -> Bool {
+        let requestID = connection.nextRequestID
+        connection.nextRequestID += 1
+        let request: Handler.Request
+        do {
+            request = try decoder.decode(Handler.Request.self, from: frame)
+        } catch {
+            loop.counters.malformedFrames.add(1, ordering: .relaxed)
+            return loop.replyWithError(describe(error), to: connection, requestID: requestID)
+        }
+        context.begin(connection)
+        let reply: Reply
+        do {
+            reply = try handler.handle(request, context: context)
+        } catch {
+            context.end()
+            return loop.replyWithError(describe(error), to: connection, requestID: requestID)
+        }
+        let subscribeAt = context.subscribeAt
+        let result: Bool
+        switch reply {
+        case .respond:
+            result = context.response.bytes.withUnsafeBytes { bytes in
+                loop.deliver(bytes, to: connection, requestID: requestID, subscribeAt: subscribeAt, closeAfterwards: false)
+            }
+        case .respondAndClose:
+            result = context.response.bytes.withUnsafeBytes { bytes in
+                loop.deliver(bytes, to: connection, requestID: requestID, subscribeAt: subscribeAt, closeAfterwards: true)
+            }
+        case .offload(let work):
+            result = loop.offload(work, for: connection, requestID: requestID)
+        }
+        context.end()
+        return result
+    }
+
+    func admit(_ connection: ConnectionInfo) -> Admission {
+        handler.admit(connection)
+    }
+
+    func writeError(_ message: String, into writer: inout JSONWriter) {
+        handler.writeError(message, into: &writer)
+    }
+
+    func writeLagNotice(skipped: UInt64, resumeAt: UInt64, into writer: inout JSONWriter) {
+        handler.writeLagNotice(skipped: skipped, resumeAt: resumeAt, into: &writer)
+    }
+
+    func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {
+        handler.connectionClosed(connection, reason: reason)
+    }
+}
+
+/// The message a person reads for an error thrown while decoding or handling.
+func describe(_ error: any Error) -> String {
+    if let error = error as? CustomStringConvertible {
+        return error.description
+    }
+    return String(describing: error)
+}

@@ -1,0 +1,72 @@
+/// What a handler may do while it answers one request, on the loop thread.
+///
+/// One context is reused for every request; do not keep it after `handle`
+/// returns.
+public final class RequestContext {
+    /// The connection the request came from, with its peer credentials.
+    public private(set) var connection: ConnectionInfo
+    /// Write the reply frame(s) here, each ending with `newline()`.
+    public var response = JSONWriter(capacity: 4096)
+
+    unowned let loop: EventLoop
+    private(set) var subscribeAt: UInt64?
+
+    init(loop: EventLoop) {
+        self.loop = loop
+        connection = ConnectionInfo(id: ConnectionID(slot: 0, generation: 0), peer: PeerCred(pid: 0, uid: 0, gid: 0), groups: [])
+    }
+
+    func begin(_ connection: Connection) {
+        self.connection = connection.info
+        response.reset()
+        subscribeAt = nil
+    }
+
+    func end() {
+        subscribeAt = nil
+    }
+
+    /// Broadcasts one frame to every subscriber. `encode` writes the frame
+    /// (ending with a newline) given its sequence and the current time in
+    /// milliseconds since the epoch. Returns the sequence.
+    @discardableResult
+    public func publish(_ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void) -> UInt64 {
+        loop.inbox.publish(encode)
+    }
+
+    /// Turns this connection into a subscriber of the broadcast stream once
+    /// this request's reply has been queued. With `since`, retained frames
+    /// with a greater sequence are replayed first; then frames follow live,
+    /// with no gap and no duplicate. Returns the sequence the next live frame
+    /// will carry.
+    public func subscribe(since: UInt64?) -> UInt64 {
+        loop.absorbPublishedFrames()
+        let next = loop.broadcast.nextSequence
+        if let since, since < next {
+            subscribeAt = since + 1
+        } else {
+            subscribeAt = next
+        }
+        return next
+    }
+
+    /// Calls `body` with up to `limit` of the newest retained frames, oldest
+    /// first, including frames published a moment ago.
+    public func forEachRetainedFrame(newest limit: Int, _ body: (_ sequence: UInt64, _ frame: UnsafeRawBufferPointer) -> Void) {
+        loop.absorbPublishedFrames()
+        let ring = loop.broadcast
+        guard limit > 0, !ring.isEmpty else { return }
+        let first = max(ring.firstSequence, ring.nextSequence - UInt64(min(limit, ring.count)))
+        var sequence = first
+        while sequence < ring.nextSequence {
+            body(sequence, ring.frame(sequence))
+            sequence += 1
+        }
+    }
+
+    /// The engine's counters right now.
+    public var statistics: EngineStatistics {
+        loop.absorbPublishedFrames()
+        return loop.counters.snapshot
+    }
+}

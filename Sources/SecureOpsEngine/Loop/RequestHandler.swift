@@ -1,0 +1,133 @@
+/// A server's protocol logic, plugged into the engine.
+///
+/// Every method runs on the engine's loop thread, one call at a time, so a
+/// handler may keep plain mutable state. It must not block: work that may
+/// (disk, crypto, child processes) returns `.offload` and runs on the
+/// engine's Dispatch pool; its reply still leaves in request order.
+public protocol RequestHandler: AnyObject {
+    /// The request frames this server understands, decoded from one JSON
+    /// line each by the engine's `FastJSONDecoder`.
+    associatedtype Request: Decodable
+
+    /// Decides, from the kernel's credentials, whether a new connection may
+    /// talk at all. Called once per connection, before its first request.
+    func admit(_ connection: ConnectionInfo) -> Admission
+
+    /// Answers one request. Write the response into `context.response`
+    /// and return `.respond`, or return `.offload` to run work off the loop.
+    /// A thrown error becomes an error frame; the connection stays open.
+    func handle(_ request: Request, context: RequestContext) throws -> Reply
+
+    /// Writes an error frame (with its trailing newline). The engine uses it
+    /// for undecodable frames, oversized frames, refused peers and thrown
+    /// errors. The default writes `{"type":"err","message":...}`.
+    func writeError(_ message: String, into writer: inout JSONWriter)
+
+    /// Writes the notice a lagged subscriber gets before it resumes at
+    /// `resumeAt`. The default is WIRE.md's `lagged` err frame.
+    func writeLagNotice(skipped: UInt64, resumeAt: UInt64, into writer: inout JSONWriter)
+
+    /// Called when a connection admitted or refused by `admit` is gone.
+    func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason)
+}
+
+extension RequestHandler {
+    public func writeError(_ message: String, into writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("type")
+        writer.string("err")
+        writer.key("message")
+        writer.string(message)
+        writer.endObject()
+        writer.newline()
+    }
+
+    public func writeLagNotice(skipped: UInt64, resumeAt: UInt64, into writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("type")
+        writer.string("err")
+        writer.key("message")
+        writer.string("lagged: skipped \(skipped) alerts")
+        writer.key("skipped")
+        writer.uint(skipped)
+        writer.key("resumeAt")
+        writer.uint(resumeAt)
+        writer.endObject()
+        writer.newline()
+    }
+
+    public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {}
+}
+
+/// Who a connection belongs to.
+public struct ConnectionInfo: Sendable, Hashable {
+    public let id: ConnectionID
+    /// From `SO_PEERCRED`, read once when the connection was accepted.
+    public let peer: PeerCred
+    /// The peer's supplementary groups at connect time (`SO_PEERGROUPS`).
+    public let groups: [UInt32]
+}
+
+public enum Admission: Sendable, Equatable {
+    case admit
+    /// Send one error frame with this message, then close.
+    case refuse(String)
+}
+
+/// What a handler wants done with a request.
+public enum Reply: Sendable {
+    /// Send what the handler wrote into `context.response`.
+    case respond
+    /// Send it, read nothing more from this connection, and close once it
+    /// has been flushed.
+    case respondAndClose
+    /// Run `work` on the Dispatch pool; its reply is sent in request order.
+    /// A thrown error becomes an error frame.
+    case offload(@Sendable () throws -> OffloadedReply)
+}
+
+/// The encoded reply of an offloaded handler.
+public struct OffloadedReply: Sendable {
+    public var bytes: [UInt8]
+    public var closeAfterwards: Bool
+
+    /// `bytes` must be whole frames, each ending in a newline.
+    public init(bytes: [UInt8], closeAfterwards: Bool = false) {
+        self.bytes = bytes
+        self.closeAfterwards = closeAfterwards
+    }
+
+    /// Builds the reply with a fresh writer.
+    public static func writing(closeAfterwards: Bool = false, _ body: (inout JSONWriter) throws -> Void) rethrows -> OffloadedReply {
+        var writer = JSONWriter(capacity: 512)
+        try body(&writer)
+        return OffloadedReply(bytes: writer.bytes, closeAfterwards: closeAfterwards)
+    }
+}
+
+/// Why a connection closed, for logs and audit records.
+public enum CloseReason: Sendable, Equatable, CustomStringConvertible {
+    case peerClosed
+    case refused
+    case frameTooLarge
+    case closedByHandler
+    case lagged
+    case stuckSend
+    case sendFailed(Int32)
+    case receiveFailed(Int32)
+    case shutdown
+
+    public var description: String {
+        switch self {
+        case .peerClosed: "peer closed the connection"
+        case .refused: "refused at admission"
+        case .frameTooLarge: "frame over the size limit"
+        case .closedByHandler: "closed after the reply"
+        case .lagged: "lagged behind the broadcast ring (onLag = disconnect)"
+        case .stuckSend: "send made no progress within the deadline (slow consumer)"
+        case .sendFailed(let code): "send failed (errno \(code))"
+        case .receiveFailed(let code): "receive failed (errno \(code))"
+        case .shutdown: "engine shutting down"
+        }
+    }
+}

@@ -1,0 +1,79 @@
+/// The daemon's liveness and counters, as `status` answers them.
+public struct MonitorStatus: Sendable, Equatable, Codable {
+    public var running: Bool
+    public var killed: Bool
+    public var killReason: String?
+    public var uptimeSecs: Double
+    public var pid: Int32
+    public var version: String
+    public var connections: Int
+    public var subscribers: Int
+    public var alertsPublished: Int
+    public var alertsRetained: Int
+    public var lastSequence: UInt64
+    public var lagEvents: Int
+    public var policyVersion: Int
+    // Extensions beyond WIRE.md's minimum (additive).
+    public var connectionCapacity: Int?
+    public var lagDisconnects: Int?
+    public var slowDisconnects: Int?
+    public var completionQueueOverflows: Int?
+    public var receiveBufferExhaustions: Int?
+    public var malformedFrames: Int?
+    public var oversizedFrames: Int?
+    public var connectionsRefused: Int?
+    public var ioUring: String?
+
+    public init(
+        running: Bool, killed: Bool, killReason: String?, uptimeSecs: Double, pid: Int32, version: String,
+        connections: Int, subscribers: Int, alertsPublished: Int, alertsRetained: Int, lastSequence: UInt64,
+        lagEvents: Int, policyVersion: Int
+    ) {
+        self.running = running
+        self.killed = killed
+        self.killReason = killReason
+        self.uptimeSecs = uptimeSecs
+        self.pid = pid
+        self.version = version
+        self.connections = connections
+        self.subscribers = subscribers
+        self.alertsPublished = alertsPublished
+        self.alertsRetained = alertsRetained
+        self.lastSequence = lastSequence
+        self.lagEvents = lagEvents
+        self.policyVersion = policyVersion
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case running, killed, killReason, uptimeSecs, pid, version, connections, subscribers
+        case alertsPublished, alertsRetained, lastSequence, lagEvents, policyVersion
+        case connectionCapacity, lagDisconnects, slowDisconnects, completionQueueOverflows
+        case receiveBufferExhaustions, malformedFrames, oversizedFrames, connectionsRefused, ioUring
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(running, forKey: .running)
+        try c.encode(killed, forKey: .killed)
+        try c.encode(killReason, forKey: .killReason) // null, never omitted
+        try c.encode(uptimeSecs, forKey: .uptimeSecs)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(version, forKey: .version)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(subscribers, forKey: .subscribers)
+        try c.encode(alertsPublished, forKey: .alertsPublished)
+        try c.encode(alertsRetained, forKey: .alertsRetained)
+        try c.encode(lastSequence, forKey: .lastSequence)
+        try c.encode(lagEvents, forKey: .lagEvents)
+        try c.encode(policyVersion, forKey: .policyVersion)
+        try c.encodeIfPresent(connectionCapacity, forKey: .connectionCapacity)
+        try c.encodeIfPresent(lagDisconnects, forKey: .lagDisconnects)
+        try c.encodeIfPresent(slowDisconnects, forKey: .slowDisconnects)
+        try c.encodeIfPresent(completionQueueOverflows, forKey: .completionQueueOverflows)
+        try c.encodeIfPresent(receiveBufferExhaustions, forKey: .receiveBufferExhaustions)
+        try c.encodeIfPresent(malformedFrames, forKey: .malformedFrames)
+        try c.encodeIfPresent(oversizedFrames, forKey: .oversizedFrames)
+        try c.encodeIfPresent(connectionsRefused, forKey: .connectionsRefused)
+        try c.encodeIfPresent(ioUring, forKey: .ioUring)
+    }
+}

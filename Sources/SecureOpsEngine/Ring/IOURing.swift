@@ -1,0 +1,206 @@
+import CURing
+import Glibc
+import Logging
+
+/// One io_uring instance, owned by exactly one thread for its whole life.
+///
+/// The ring is created on the loop thread and only ever touched there: with
+/// `IORING_SETUP_SINGLE_ISSUER` another submitter gets `EINVAL`, and requests
+/// die with `-ECANCELED` when the thread that submitted them exits. With
+/// `IORING_SETUP_DEFER_TASKRUN` completions are posted only when this thread
+/// enters the kernel to wait, so the loop must call `submitAndWait`, never
+/// just peek.
+final class IOURing {
+    let ring: UnsafeMutablePointer<io_uring>
+    let setup: RingSetup
+    /// SQEs prepared since the last submit.
+    private(set) var unsubmitted = 0
+    private var completionBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
+    private let completionBatchSize = 256
+
+    /// Creates a ring with `entries` submission slots and `completionEntries`
+    /// completion slots, asking for the best flags the kernel offers and
+    /// falling back one step at a time.
+    init(entries: UInt32, completionEntries: UInt32, logger: Logger) throws(EngineError) {
+        ring = .allocate(capacity: 1)
+        ring.initialize(to: io_uring())
+        completionBatch = .allocate(capacity: completionBatchSize)
+        var chosen: RingSetup?
+        var lastError: Int32 = 0
+        for attempt in RingSetup.attempts(completionEntries: completionEntries) {
+            var params = io_uring_params()
+            params.flags = attempt.flags
+            params.cq_entries = completionEntries
+            let rc = io_uring_queue_init_params(entries, ring, &params)
+            if rc == 0 {
+                chosen = RingSetup(
+                    name: attempt.name, flags: attempt.flags, features: params.features,
+                    submissionEntries: params.sq_entries, completionEntries: params.cq_entries)
+                break
+            }
+            lastError = -rc
+            if lastError != EINVAL { break }
+            logger.info("io_uring setup without \(attempt.name) flags: kernel answered EINVAL, trying fewer")
+        }
+        guard let chosen else {
+            completionBatch.deallocate()
+            ring.deallocate()
+            throw EngineError.ioUringUnavailable(RingAvailability.explain(errno: lastError))
+        }
+        setup = chosen
+        guard setup.features & CU_FEAT_NODROP != 0, setup.features & CU_FEAT_EXT_ARG != 0 else {
+            io_uring_queue_exit(ring)
+            completionBatch.deallocate()
+            ring.deallocate()
+            throw EngineError.ioUringUnavailable(
+                "this kernel's io_uring lacks IORING_FEAT_NODROP or IORING_FEAT_EXT_ARG (Linux 5.11 or later is needed; 6.1 or later recommended)")
+        }
+    }
+
+    deinit {
+        io_uring_queue_exit(ring)
+        completionBatch.deallocate()
+        ring.deallocate()
+    }
+
+    /// A free submission slot. When the submission queue is full, what is
+    /// queued is submitted first, so a burst larger than the ring still goes out.
+    func nextSubmission() -> UnsafeMutablePointer<io_uring_sqe> {
+        if let sqe = io_uring_get_sqe(ring) {
+            unsubmitted += 1
+            return sqe
+        }
+        _ = submit()
+        guard let sqe = io_uring_get_sqe(ring) else {
+            // submit() consumed every queued SQE (SUBMIT_ALL); a second
+            // failure means the ring is broken, which is not recoverable.
+            fatalError("io_uring submission queue still full after submit")
+        }
+        unsubmitted += 1
+        return sqe
+    }
+
+    /// Submits queued SQEs without waiting. Returns the kernel's answer.
+    @discardableResult
+    func submit() -> Int32 {
+        unsubmitted = 0
+        return io_uring_submit(ring)
+    }
+
+    /// Submits everything queued and waits until at least one completion is
+    /// ready or `timeoutNanoseconds` pass. With DEFER_TASKRUN this is where
+    /// completions are produced.
+    func submitAndWait(timeoutNanoseconds: Int64) -> Int32 {
+        unsubmitted = 0
+        var timeout = __kernel_timespec(
+            tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
+        var cqe: UnsafeMutablePointer<io_uring_cqe>?
+        let waitFor: UInt32 = cu_cq_ready(ring) > 0 ? 0 : 1
+        let rc = io_uring_submit_and_wait_timeout(ring, &cqe, waitFor, &timeout, nil)
+        return rc
+    }
+
+    /// Hands every ready completion to `body` and marks them seen.
+    /// Returns how many there were.
+    @inline(__always)
+    func drainCompletions(_ body: (_ userData: UInt64, _ result: Int32, _ flags: UInt32) -> Void) -> Int {
+        var total = 0
+        while true {
+            let count = Int(cu_peek_batch(ring, completionBatch, UInt32(completionBatchSize)))
+            if count == 0 { break }
+            for index in 0..<count {
+                let cqe = completionBatch[index].unsafelyUnwrapped
+                body(cqe.pointee.user_data, cqe.pointee.res, cqe.pointee.flags)
+            }
+            io_uring_cq_advance(ring, UInt32(count))
+            total += count
+        }
+        return total
+    }
+
+    /// Completions the kernel could not post because the CQ ring was full
+    /// (kept on its overflow list thanks to IORING_FEAT_NODROP).
+    var overflowCount: UInt32 { cu_cq_overflow(ring) }
+
+    func supports(opcode: Int32) -> Bool {
+        cu_probe_op(ring, opcode) == 1
+    }
+}
+
+/// The flags a ring was created with, for logs and the audit.
+struct RingSetup: Sendable {
+    var name: String
+    var flags: UInt32
+    var features: UInt32
+    var submissionEntries: UInt32
+    var completionEntries: UInt32
+
+    var singleIssuer: Bool { flags & CU_SETUP_SINGLE_ISSUER != 0 }
+    var deferTaskrun: Bool { flags & CU_SETUP_DEFER_TASKRUN != 0 }
+
+    struct Attempt {
+        var name: String
+        var flags: UInt32
+    }
+
+    /// Best first. CQSIZE lets the completion queue be sized well above the
+    /// submission queue (a burst of sends to every subscriber completes at
+    /// once); CLAMP caps it at the kernel's maximum instead of failing;
+    /// SUBMIT_ALL keeps submitting after one bad SQE; COOP_TASKRUN avoids IPIs;
+    /// SINGLE_ISSUER + DEFER_TASKRUN run completion work on this thread only,
+    /// when it waits, which batches it.
+    static func attempts(completionEntries: UInt32) -> [Attempt] {
+        let base = CU_SETUP_CQSIZE | CU_SETUP_CLAMP
+        return [
+            Attempt(name: "SINGLE_ISSUER|DEFER_TASKRUN",
+                    flags: base | CU_SETUP_SUBMIT_ALL | CU_SETUP_COOP_TASKRUN | CU_SETUP_SINGLE_ISSUER | CU_SETUP_DEFER_TASKRUN),
+            Attempt(name: "COOP_TASKRUN|SUBMIT_ALL", flags: base | CU_SETUP_SUBMIT_ALL | CU_SETUP_COOP_TASKRUN),
+            Attempt(name: "CQSIZE", flags: base),
+        ]
+    }
+}
+
+/// Why io_uring cannot be used here, in words that name the fix.
+enum RingAvailability {
+    static func explain(errno code: Int32) -> String {
+        switch code {
+        case ENOSYS:
+            return "io_uring_setup failed with ENOSYS: this kernel was built without io_uring (CONFIG_IO_URING) or is older than 5.1; run secureopsd on Linux 6.1 or later"
+        case EPERM:
+            let sysctl = readSysctl("/proc/sys/kernel/io_uring_disabled")
+            switch sysctl {
+            case "2":
+                return "io_uring_setup failed with EPERM: io_uring is disabled by sysctl kernel.io_uring_disabled=2; enable it with 'sysctl -w kernel.io_uring_disabled=0'"
+            case "1":
+                return "io_uring_setup failed with EPERM: kernel.io_uring_disabled=1 limits io_uring to the group in kernel.io_uring_group; add this user to that group or run 'sysctl -w kernel.io_uring_disabled=0'"
+            default:
+                return "io_uring_setup failed with EPERM although kernel.io_uring_disabled=\(sysctl ?? "unknown"): a seccomp profile (a container runtime's default, for example) is blocking io_uring; allow the io_uring_setup, io_uring_enter and io_uring_register system calls (docker: --security-opt seccomp=unconfined, or a custom profile)"
+            }
+        case ENOMEM:
+            return "io_uring_setup failed with ENOMEM: not enough locked memory for the rings; raise RLIMIT_MEMLOCK ('ulimit -l', or LimitMEMLOCK= in the systemd unit) or lower the ring sizes"
+        case EINVAL:
+            return "io_uring_setup failed with EINVAL for every flag combination tried: this kernel's io_uring is too old; run on Linux 6.1 or later"
+        default:
+            return "io_uring_setup failed: \(String(cString: strerror(code))) (errno \(code))"
+        }
+    }
+
+    static func readSysctl(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = read(fd, &buffer, buffer.count)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n], as: UTF8.self).trimmingWhitespace()
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -1,0 +1,155 @@
+import CURing
+import Glibc
+import Logging
+
+/// The listening Unix-domain socket: created safely, removed only if ours.
+///
+/// Follows what trusted control sockets do (ssh-agent, dockerd, systemd):
+/// a private parent directory, a stale socket replaced only after nothing
+/// answers on it, `chmod` right after `bind` (before `listen`, so no client
+/// can connect through a wider mode), and on exit an unlink only if the
+/// path still names the socket this process created.
+struct UnixListener {
+    let fd: Int32
+    let path: String
+    private let device: UInt64
+    private let inode: UInt64
+
+    static let maximumPathBytes = 107
+
+    init(path: String, mode: mode_t, directoryMode: mode_t, backlog: Int32, logger: Logger) throws(EngineError) {
+        let pathBytes = Array(path.utf8)
+        guard pathBytes.count <= UnixListener.maximumPathBytes else {
+            throw .socketPathTooLong(path: path, bytes: pathBytes.count)
+        }
+        guard !pathBytes.isEmpty, !pathBytes.contains(0) else {
+            throw .socketSetup(operation: "invalid socket path", path: path, errno: EINVAL)
+        }
+        try UnixListener.ensureParentDirectory(of: path, mode: directoryMode, logger: logger)
+        try UnixListener.removeStaleSocket(at: path, logger: logger)
+
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .socketSetup(operation: "socket() for", path: path, errno: errno) }
+        var address = UnixListener.address(pathBytes)
+        // Bind with a restrictive umask so the socket never exists with a
+        // wider mode than asked for, even for the instant before chmod.
+        let oldMask = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        let bindErrno = errno
+        umask(oldMask)
+        guard bound == 0 else {
+            Glibc.close(fd)
+            if bindErrno == EADDRINUSE { throw .socketInUse(path: path) }
+            throw .socketSetup(operation: "bind()", path: path, errno: bindErrno)
+        }
+        guard chmod(path, mode) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            unlink(path)
+            throw .socketSetup(operation: "chmod()", path: path, errno: code)
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw .socketSetup(operation: "lstat()", path: path, errno: code)
+        }
+        guard listen(fd, backlog) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            unlink(path)
+            throw .socketSetup(operation: "listen()", path: path, errno: code)
+        }
+        self.fd = fd
+        self.path = path
+        self.device = UInt64(info.st_dev)
+        self.inode = UInt64(info.st_ino)
+    }
+
+    /// Closes the socket and unlinks the path if it still names our socket
+    /// (another daemon may have replaced it after we stopped answering).
+    func close(logger: Logger) {
+        Glibc.close(fd)
+        var info = stat()
+        if lstat(path, &info) == 0, UInt64(info.st_dev) == device, UInt64(info.st_ino) == inode {
+            unlink(path)
+        } else {
+            logger.warning("socket path no longer names this daemon's socket; leaving it", metadata: ["path": "\(path)"])
+        }
+    }
+
+    static func address(_ pathBytes: [UInt8]) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        return address
+    }
+
+    /// Creates missing parent directories; the last one gets `mode`.
+    /// An existing directory is left as it is (the operator chose it), but
+    /// it must be a directory, not a symlink to one.
+    private static func ensureParentDirectory(of path: String, mode: mode_t, logger: Logger) throws(EngineError) {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")), slash != path.utf8.startIndex else { return }
+        let parent = String(path[..<slash])
+        var info = stat()
+        if lstat(parent, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw .socketPathOccupied(path: parent, what: (info.st_mode & S_IFMT) == S_IFLNK ? "a symbolic link" : "not a directory")
+            }
+            return
+        }
+        try ensureParentDirectory(of: parent, mode: 0o755, logger: logger)
+        if mkdir(parent, mode) != 0 && errno != EEXIST {
+            throw .socketSetup(operation: "mkdir()", path: parent, errno: errno)
+        }
+        // mkdir applies the umask; set the mode we promised.
+        _ = chmod(parent, mode)
+        logger.debug("created socket directory", metadata: ["path": "\(parent)"])
+    }
+
+    /// A socket file left by a daemon that died is replaced; one that a live
+    /// server answers on is not.
+    private static func removeStaleSocket(at path: String, logger: Logger) throws(EngineError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            let kind: String
+            switch info.st_mode & S_IFMT {
+            case S_IFLNK: kind = "a symbolic link"
+            case S_IFDIR: kind = "a directory"
+            case S_IFREG: kind = "a regular file"
+            default: kind = "another kind of file"
+            }
+            throw .socketPathOccupied(path: path, what: kind)
+        }
+        if isAnswering(path: path) {
+            throw .socketInUse(path: path)
+        }
+        logger.info("replacing stale socket file (nothing answers on it)", metadata: ["path": "\(path)"])
+        if unlink(path) != 0 && errno != ENOENT {
+            throw .socketSetup(operation: "unlink() stale socket", path: path, errno: errno)
+        }
+    }
+
+    /// Whether a process accepts connections on `path` right now.
+    static func isAnswering(path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        var address = address(Array(path.utf8))
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        // EAGAIN: the listener exists but its backlog is full; it is alive.
+        return rc == 0 || errno == EAGAIN
+    }
+}

@@ -1,0 +1,125 @@
+import ArgumentParser
+import Glibc
+import Logging
+import SecureOpsDaemon
+import SecureOpsEngine
+
+@main
+struct SecureOpsD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "secureopsd",
+        abstract: "The SecureOps daemon: an io_uring control socket that fans security alerts out to every subscriber.",
+        subcommands: [Serve.self, ResetKill.self, CheckPolicy.self],
+        defaultSubcommand: Serve.self)
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the daemon in the foreground (the default).")
+
+    @Option(help: "Socket path (default per WIRE.md: $XDG_RUNTIME_DIR/secureops/secureopsd.sock, /run/secureops/secureopsd.sock for root, else /tmp/secureops-$UID/secureopsd.sock).")
+    var socket: String?
+
+    @Option(name: .customLong("socket-mode"), help: "Socket file mode, octal.")
+    var socketMode: String = "0660"
+
+    @Option(name: .customLong("state-dir"), help: "State directory (kill switch, audit log, key).")
+    var stateDir: String?
+
+    @Option(help: "Policy file (default /etc/secureops/policy.json when it exists).")
+    var policy: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    @Option(name: .customLong("stuck-send-timeout"), help: "Seconds a send may make no progress before the connection is closed.")
+    var stuckSendTimeout: Double = 10
+
+    @Option(name: .customLong("max-connections"), help: "Connection cap (default: what RLIMIT_NOFILE allows).")
+    var maxConnections: Int?
+
+    @Option(name: .customLong("retained-bytes"), help: "Bytes of alert frames the broadcast ring retains.")
+    var retainedBytes: Int = 64 << 20
+
+    @Option(name: .customLong("receive-buffers"), help: "Shared receive buffers (a power of two).")
+    var receiveBuffers: Int = 1024
+
+    @Option(name: .customLong("cq-entries"), help: "Completion queue entries.")
+    var completionQueueEntries: UInt32 = 32_768
+
+    func validate() throws {
+        guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 0660") }
+        guard receiveBuffers > 0 && receiveBuffers & (receiveBuffers - 1) == 0 && receiveBuffers <= 32768 else {
+            throw ValidationError("--receive-buffers must be a power of two up to 32768")
+        }
+    }
+
+    func run() throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        var tuning = EngineTuning()
+        tuning.stuckSendTimeoutSeconds = stuckSendTimeout
+        tuning.maxConnections = maxConnections
+        tuning.retainedBytes = retainedBytes
+        tuning.receiveBufferCount = receiveBuffers
+        tuning.completionQueueEntries = completionQueueEntries
+        let options = DaemonOptions(
+            socketPath: socket ?? WireDefaults.socketPath(),
+            socketMode: UInt32(socketMode, radix: 8)!,
+            stateDirectory: stateDir ?? DaemonOptions.defaultStateDirectory(),
+            policyPath: policy ?? DaemonOptions.defaultPolicyPath(),
+            logLevel: logLevel, engine: tuning)
+        let status = DaemonRunner.run(options)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct ResetKill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reset-kill",
+        abstract: "Clear a tripped kill switch. The daemon must be stopped.")
+
+    @Option(name: .customLong("state-dir"), help: "State directory of the daemon.")
+    var stateDir: String?
+
+    @Option(help: "Socket of the daemon, to make sure it is not running.")
+    var socket: String?
+
+    func run() throws {
+        let socketPath = socket ?? WireDefaults.socketPath()
+        if DaemonProbe.isServing(socketPath: socketPath) {
+            print("secureopsd is running on \(socketPath); stop it first, then reset the kill switch")
+            throw ExitCode(2)
+        }
+        let directory = stateDir ?? DaemonOptions.defaultStateDirectory()
+        let previous = try KillSwitch.reset(stateDirectory: directory)
+        if let previous, previous.killed {
+            print("kill switch cleared (was tripped\(previous.trippedAt.map { " at \($0)" } ?? ""): \(previous.reason ?? "no reason"))")
+        } else {
+            print("kill switch was not tripped; nothing to clear")
+        }
+    }
+}
+
+struct CheckPolicy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-policy", abstract: "Validate a policy file and print what it grants.")
+
+    @Argument(help: "The policy file.")
+    var path: String
+
+    func run() throws {
+        do {
+            let policy = try PolicyLoader.load(path: path)
+            print("policy version \(policy.version): \(policy.grants.count) grant(s)")
+            for grant in policy.grants { print("  \(grant.label): \(grant.allow)") }
+        } catch {
+            print("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
