@@ -71,11 +71,13 @@ let package = Package(
         ),
         .testTarget(
             name: "JSONTests",
-            dependencies: ["SecureOpsEngine"]
+            dependencies: ["SecureOpsEngine"],
+            exclude: ["Resources"]
         ),
         .testTarget(
             name: "SecureOpsDaemonTests",
-            dependencies: ["SecureOpsDaemon", "SecureOpsClient", "secureopsd", "secureops"]
+            dependencies: ["SecureOpsDaemon", "SecureOpsClient", "secureopsd", "secureops"],
+            exclude: ["Fixtures"]
         ),
     ]
 )

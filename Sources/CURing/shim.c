@@ -67,6 +67,11 @@ int cu_peer_groups(int fd, gid_t *groups, int capacity) {
 #endif
 }
 
+int cu_accept(int fd) {
+    int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    return client >= 0 ? client : -errno;
+}
+
 int cu_probe_op(struct io_uring *ring, int op) {
     struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
     if (probe == NULL) {

@@ -111,6 +111,9 @@ int cu_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// 4.13+). Returns how many were stored (at most `capacity`), or -errno.
 int cu_peer_groups(int fd, gid_t *groups, int capacity);
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): one pending connection, or -errno.
+int cu_accept(int fd);
+
 /// Probes whether the kernel supports `op`. Returns 1, 0, or -errno when the
 /// probe itself failed.
 int cu_probe_op(struct io_uring *ring, int op);

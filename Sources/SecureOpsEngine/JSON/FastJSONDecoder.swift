@@ -16,7 +16,6 @@ public final class FastJSONDecoder {
     let impl: JSONDecoderImpl
     /// The deepest nesting of arrays and objects accepted.
     public let maxDepth: Int
-    private var busy = false
 
     public init(maxDepth: Int = 512) {
         self.maxDepth = maxDepth
@@ -24,25 +23,10 @@ public final class FastJSONDecoder {
     }
 
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
-        if busy {
+        if impl.busy {
             return try FastJSONDecoder(maxDepth: maxDepth).decode(type, from: bytes)
         }
-        busy = true
-        defer {
-            busy = false
-            impl.document.detach()
-        }
-        try impl.document.parse(bytes)
-        impl.reset()
-        do {
-            return try impl.decodeCurrent(T.self)
-        } catch let error as DecodingError {
-            throw JSONDecodingError(error)
-        } catch let error as JSONDecodingError {
-            throw error
-        } catch {
-            throw JSONDecodingError(offset: nil, codingPath: "", reason: String(describing: error))
-        }
+        return try impl.decodeTopLevel(type, from: bytes)
     }
 
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
@@ -86,11 +70,30 @@ final class JSONDecoderImpl: Decoder {
 
     deinit { pathBuffer.deallocate() }
 
-    @inline(__always)
-    func reset() {
+    /// Set while a top-level decode runs (a re-entrant call gets a fresh decoder).
+    var busy = false
+
+    /// Validates `bytes`, then decodes a `T` from the root value. Every error
+    /// becomes a `JSONDecodingError`.
+    func decodeTopLevel<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        busy = true
+        defer {
+            busy = false
+            document.detach()
+        }
+        try document.parse(bytes)
         cursor = 0
         cursorDepth = 0
         pathCount = 0
+        do {
+            return try decodeCurrent(T.self)
+        } catch let error as DecodingError {
+            throw JSONDecodingError(error)
+        } catch let error as JSONDecodingError {
+            throw error
+        } catch {
+            throw JSONDecodingError(offset: nil, codingPath: "", reason: String(describing: error))
+        }
     }
 
     /// The first `depth` path elements.
@@ -198,6 +201,19 @@ final class JSONDecoderImpl: Decoder {
         if T.self == UInt64.self { return unsafeBitCast(try readInteger(v, UInt64.self, path: codingPath), to: T.self) }
         if T.self == Int64.self { return unsafeBitCast(try readInteger(v, Int64.self, path: codingPath), to: T.self) }
         if T.self == Double.self { return unsafeBitCast(try readDouble(v, path: codingPath), to: T.self) }
+        // The wire protocol's request types, straight to their decoding code
+        // with the unboxed container (their init(from:) does the same after
+        // an existential copy and a dynamic cast).
+        if T.self == IpcRequest.self {
+            return unsafeBitCast(try IpcRequest(container: keyedContainer(keyedBy: IpcRequest.CodingKeys.self)), to: T.self)
+        }
+        if T.self == AlertInput.self {
+            return unsafeBitCast(try AlertInput(container: keyedContainer(keyedBy: AlertInput.CodingKeys.self)), to: T.self)
+        }
+        if T.self == Severity.self {
+            let container = JSONSingleValueContainer(decoder: self, value: v, depth: UInt32(truncatingIfNeeded: cursorDepth))
+            return unsafeBitCast(try Severity(container: container), to: T.self)
+        }
         return try T(from: self)
     }
 
@@ -391,7 +407,10 @@ struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try present(key).map { try integer($0, key) } }
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
         guard let v = present(key) else { return nil }
-        return try value(v, key)
+        // Spelled out: `value(v, key)` would infer `T?` and go through
+        // Optional's init(from:).
+        let decoded: T = try value(v, key)
+        return decoded
     }
 
     // Nesting.

@@ -361,9 +361,11 @@ final class JSONDocument {
         var i = open + 1
         var flags: UInt8 = 0
         while true {
-            // Fast path: 8 bytes at a time while none is special
-            // (< 0x20, '"', '\\', >= 0x80).
-            while i + 8 <= n {
+            // Find the next special byte (< 0x20, '"', '\\', >= 0x80), 8
+            // bytes at a time. The lowest flagged byte of the SWAR mask is
+            // always a real hit (false positives only sit above a real one,
+            // where a borrow carried), so jump straight to it.
+            if i + 8 <= n {
                 let x = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let highs: UInt64 = 0x8080_8080_8080_8080
@@ -372,11 +374,27 @@ final class JSONDocument {
                 let quoteHit = (q &- ones) & ~q
                 let s = x ^ (ones &* 0x5C)
                 let slashHit = (s &- ones) & ~s
-                if (control | quoteHit | slashHit | x) & highs != 0 { break }
-                i += 8
-            }
-            guard i < n else {
-                throw fail(n, "unexpected end of input inside a string (missing closing '\"')")
+                let mask = (control | quoteHit | slashHit | x) & highs
+                if mask == 0 {
+                    i += 8
+                    continue
+                }
+                i += mask.trailingZeroBitCount &>> 3
+                // The usual case, the closing quote, read off the mask
+                // (a quote-term bit at the lowest position is a real quote).
+                if quoteHit & (mask & (0 &- mask)) != 0 {
+                    append(.string, open + 1, i, flags: flags)
+                    return i + 1
+                }
+            } else {
+                while i < n {
+                    let b = p[i]
+                    if b == quote || b == backslash || b < 0x20 || b >= 0x80 { break }
+                    i += 1
+                }
+                guard i < n else {
+                    throw fail(n, "unexpected end of input inside a string (missing closing '\"')")
+                }
             }
             let b = p[i]
             if b == quote {
@@ -387,8 +405,6 @@ final class JSONDocument {
                 i = try scanEscape(at: i)
             } else if b < 0x20 {
                 throw fail(i, "control character U+00\(hex2(b)) must be escaped in a string")
-            } else if b < 0x80 {
-                i += 1
             } else {
                 i = try scanUTF8(at: i)
             }
@@ -494,7 +510,7 @@ final class JSONDocument {
         }
         chain.reverse()
         var components: [PathComponent] = []
-        for k in 1..<max(chain.count, 1) where chain.count > 1 {
+        for k in chain.indices.dropFirst() {
             let parent = chain[k - 1], child = chain[k]
             if entries[Int(parent)].kind == .object {
                 components.append(.key(decodeString(at: child - 1)))

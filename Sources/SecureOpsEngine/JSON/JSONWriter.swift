@@ -54,13 +54,12 @@ public struct JSONWriter {
 
     /// Writes the comma when one is needed, then `"key":`.
     public mutating func key(_ key: StaticString) {
-        separate()
-        if key.hasPointerRepresentation {
-            key.withUTF8Buffer { writeQuoted($0) }
-        } else {
-            self.key(key.description)
-            return
+        guard key.hasPointerRepresentation else {
+            // A single-scalar literal: rare, written through String.
+            return self.key(key.description)
         }
+        separate()
+        key.withUTF8Buffer { writeQuoted($0) }
         bytes.append(0x3A)
         needsComma = false
     }
@@ -189,10 +188,47 @@ public struct JSONWriter {
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
 
+        guard year >= 0 && year < 10000 else {
+            writeTimestampSlow(year: year, month: month, day: day, msOfDay: msOfDay)
+            return
+        }
+        // "YYYY-MM-DDTHH:MM:SS.mmmZ" in quotes: 26 bytes, written in one append.
+        let seconds = Int(msOfDay / 1000)
+        let millis = Int(msOfDay % 1000)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 26) { b in
+            @inline(__always) func two(_ v: Int, _ at: Int) {
+                b[at] = UInt8(truncatingIfNeeded: v / 10) &+ 0x30
+                b[at + 1] = UInt8(truncatingIfNeeded: v % 10) &+ 0x30
+            }
+            let y = Int(year)
+            b[0] = 0x22
+            two(y / 100, 1); two(y % 100, 3)
+            b[5] = 0x2D
+            two(Int(month), 6)
+            b[8] = 0x2D
+            two(Int(day), 9)
+            b[11] = 0x54
+            two(seconds / 3600, 12)
+            b[14] = 0x3A
+            two(seconds / 60 % 60, 15)
+            b[17] = 0x3A
+            two(seconds % 60, 18)
+            b[20] = 0x2E
+            b[21] = UInt8(truncatingIfNeeded: millis / 100) &+ 0x30
+            two(millis % 100, 22)
+            b[24] = 0x5A
+            b[25] = 0x22
+            bytes.append(contentsOf: UnsafeBufferPointer(b))
+        }
+        needsComma = true
+    }
+
+    /// Years outside 0...9999: a sign and as many digits as needed.
+    private mutating func writeTimestampSlow(year: Int64, month: Int64, day: Int64, msOfDay: Int64) {
         bytes.append(0x22)
         if year < 0 { bytes.append(0x2D) }
         let y = year.magnitude
-        if y < 10000 { writeFixed(y, width: 4) } else { writeDigits(y) }
+        if y < 10000 { writeFixed(UInt64(y), width: 4) } else { writeDigits(UInt64(y)) }
         bytes.append(0x2D)
         writeFixed(UInt64(month), width: 2)
         bytes.append(0x2D)
@@ -270,23 +306,29 @@ public struct JSONWriter {
         var runStart = 0
         var i = 0
         while i < n {
-            // 8 bytes at a time while none needs escaping (< 0x20, '"', '\\').
-            while i + 8 <= n {
+            // Jump 8 bytes at a time to the next byte that needs escaping
+            // (< 0x20, '"', '\\'); the lowest flagged byte is a real hit.
+            if i + 8 <= n {
                 let x = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let highs: UInt64 = 0x8080_8080_8080_8080
                 let control = (x &- ones &* 0x20) & ~x
                 let q = x ^ (ones &* 0x22)
                 let s = x ^ (ones &* 0x5C)
-                if (control | ((q &- ones) & ~q) | ((s &- ones) & ~s)) & highs != 0 { break }
-                i += 8
+                let mask = (control | ((q &- ones) & ~q) | ((s &- ones) & ~s)) & highs
+                if mask == 0 {
+                    i += 8
+                    continue
+                }
+                i += mask.trailingZeroBitCount &>> 3
+            } else {
+                let b = p[i]
+                if b >= 0x20 && b != 0x22 && b != 0x5C {
+                    i += 1
+                    continue
+                }
             }
-            guard i < n else { break }
             let b = p[i]
-            if b >= 0x20 && b != 0x22 && b != 0x5C {
-                i += 1
-                continue
-            }
             if runStart < i { bytes.append(contentsOf: UnsafeBufferPointer(start: p + runStart, count: i - runStart)) }
             bytes.append(0x5C)
             switch b {

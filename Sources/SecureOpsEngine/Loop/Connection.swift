@@ -13,6 +13,9 @@ final class Connection {
         /// Operations are being cancelled; the socket closes once the last
         /// completion has been reaped.
         case closing
+        /// The socket is closed and the slot released; late completions for
+        /// this connection no longer find it.
+        case closed
     }
 
     let slot: UInt32

@@ -66,6 +66,8 @@ extension EventLoop {
             checkDrainComplete(connection)
         case .closing:
             finalizeIfIdle(connection)
+        case .closed:
+            break
         }
     }
 
@@ -191,7 +193,7 @@ extension EventLoop {
     /// completion has been reaped (`close()` alone would not stop an armed
     /// multishot receive).
     func beginClose(_ connection: Connection) {
-        guard connection.state != .closing else { return }
+        guard connection.state == .open || connection.state == .draining else { return }
         connection.state = .closing
         connection.receiveWanted = false
         if connection.isSubscribed { removeSubscriber(connection) }
@@ -209,6 +211,8 @@ extension EventLoop {
     }
 
     private func finalize(_ connection: Connection) {
+        precondition(connection.state == .closing, "finalize twice or before close")
+        connection.state = .closed
         // Discard unread input first: closing a Unix socket with unread data
         // makes the peer's next read fail with ECONNRESET instead of reading
         // our last reply and then end-of-file.
@@ -225,6 +229,7 @@ extension EventLoop {
         }
         connection.orderedReplies.removeAll()
         releaseSlot(connection)
+        logger.trace("connection closed", metadata: ["connection": "\(connection.id)", "reason": "\(connection.closeReason)"])
         switch connection.closeReason {
         case .lagged: counters.lagDisconnects.add(1, ordering: .relaxed)
         default: break

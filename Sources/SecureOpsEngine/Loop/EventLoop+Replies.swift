@@ -43,7 +43,7 @@ extension EventLoop {
     }
 
     func appendOutput(_ bytes: UnsafeRawBufferPointer, to connection: Connection) {
-        guard connection.state != .closing, bytes.count > 0 else { return }
+        guard connection.state == .open || connection.state == .draining, bytes.count > 0 else { return }
         let output: OutputBuffer
         if let existing = connection.output {
             output = existing
@@ -90,7 +90,7 @@ extension EventLoop {
     func offloadFinished(_ id: ConnectionID, requestID: UInt64, outcome: OffloadOutcome) {
         counters.offloadsInFlight.add(-1, ordering: .relaxed)
         guard let connection = lookup(OperationTag(kind: .send, slot: id.slot, generation: id.generation)),
-              connection.state != .closing,
+              connection.state == .open || connection.state == .draining,
               let index = connection.orderedReplies.firstIndex(where: { $0.requestID == requestID })
         else { return }
         connection.outstandingOffloads -= 1

@@ -10,7 +10,7 @@ extension EventLoop {
     // MARK: - Subscriptions
 
     func activateSubscription(_ connection: Connection, cursor: UInt64) {
-        guard connection.state != .closing else { return }
+        guard connection.state == .open || connection.state == .draining else { return }
         connection.cursor = cursor
         if !connection.isSubscribed {
             connection.subscriberIndex = subscribers.count
@@ -55,7 +55,7 @@ extension EventLoop {
     // MARK: - Sends
 
     private func startSend(_ connection: Connection) {
-        guard connection.state != .closing, connection.send == nil else { return }
+        guard connection.state == .open || connection.state == .draining, connection.send == nil else { return }
         let operation = sendOperations.take()
         if let output = connection.output, output.count > 0 {
             operation.add(output)
@@ -141,7 +141,7 @@ extension EventLoop {
         connection.send = nil
         sendOperations.recycle(operation, buffers: outputBuffers)
         switch connection.state {
-        case .closing:
+        case .closing, .closed:
             finalizeIfIdle(connection)
         case .open, .draining:
             if (connection.output?.count ?? 0) > 0

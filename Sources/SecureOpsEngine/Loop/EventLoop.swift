@@ -290,6 +290,7 @@ final class EventLoop {
         openConnections += 1
         connectionsPerUID[uid, default: 0] += 1
         counters.connectionsAccepted.add(1, ordering: .relaxed)
+        logger.trace("connection accepted", metadata: ["connection": "\(connection.id)", "fd": "\(fd)", "peer": "\(peer)"])
         counters.connections.store(openConnections, ordering: .relaxed)
 
         if let cap = limits.maxConnectionsPerUID, connectionsPerUID[uid, default: 0] > cap {
@@ -298,7 +299,13 @@ final class EventLoop {
         }
         switch dispatcher.admit(connection.info) {
         case .admit:
-            armReceive(connection)
+            if case .running = runState {
+                armReceive(connection)
+            } else {
+                // Connected before shutdown began: answer what it sent.
+                connection.drainInputWhenReceiveEnds = true
+                beginDrain(connection, reason: .shutdown)
+            }
         case .refuse(let message):
             refuse(connection, message: message)
         }
@@ -401,8 +408,17 @@ final class EventLoop {
         runState = .draining(deadline: now + UInt64(grace.seconds) * 1_000_000_000 + UInt64(grace.attoseconds / 1_000_000_000))
         logger.info("shutting down: no new connections; flushing replies", metadata: ["connections": "\(openConnections)"])
         if acceptArmed { cancel(OperationTag(kind: .accept).userData) }
-        listener?.close(logger: logger)
-        listener = nil
+        // Clients that completed connect() before the signal sit in the
+        // backlog; they sent their requests before shutdown, so serve them.
+        if let listener {
+            while true {
+                let fd = cu_accept(listener.fd)
+                guard fd >= 0 else { break }
+                accepted(fd: fd)
+            }
+            listener.close(logger: logger)
+            self.listener = nil
+        }
         for case let connection? in connections where connection.state == .open {
             connection.drainInputWhenReceiveEnds = true
             beginDrain(connection, reason: .shutdown)

@@ -2,8 +2,25 @@
 public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
     case info, low, medium, high, critical
 
+    // Hand-written: the synthesized one goes through the standard library's
+    // table search, several times slower on the decode path.
+    public init?(rawValue: String) {
+        switch rawValue {
+        case "info": self = .info
+        case "low": self = .low
+        case "medium": self = .medium
+        case "high": self = .high
+        case "critical": self = .critical
+        default: return nil
+        }
+    }
+
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
+        try self.init(container: decoder.singleValueContainer())
+    }
+
+    /// Shared with FastJSONDecoder, which calls it with its unboxed container.
+    init<C: SingleValueDecodingContainer>(container: C) throws {
         let text = try container.decode(String.self)
         guard let severity = Severity(rawValue: text) else {
             throw DecodingError.dataCorruptedError(

@@ -138,7 +138,14 @@ struct UnixListener {
         }
     }
 
-    /// Whether a process accepts connections on `path` right now.
+    /// Whether a live process listens on `path` right now.
+    ///
+    /// A successful connect() is not proof: after a daemon is killed, the
+    /// kernel's asynchronous io_uring teardown can keep its listening socket
+    /// (held by an armed accept) open for a moment, accepting into a backlog
+    /// nobody will ever serve. The listener's creator is known from
+    /// SO_PEERCRED on the connected socket; if that process is gone, the
+    /// socket is stale.
     static func isAnswering(path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
@@ -150,6 +157,12 @@ struct UnixListener {
             }
         }
         // EAGAIN: the listener exists but its backlog is full; it is alive.
-        return rc == 0 || errno == EAGAIN
+        guard rc == 0 || errno == EAGAIN else { return false }
+        guard rc == 0 else { return true }
+        var pid: pid_t = 0
+        var uid: uid_t = 0
+        var gid: gid_t = 0
+        guard cu_peer_credentials(fd, &pid, &uid, &gid) == 0, pid > 0 else { return true }
+        return kill(pid, 0) == 0 || errno == EPERM
     }
 }
