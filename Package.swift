@@ -14,6 +14,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The C surface of liburing (Debian: liburing-dev).
@@ -34,12 +36,22 @@ let package = Package(
             name: "SecureOpsClient",
             dependencies: ["SecureOpsEngine"]
         ),
+        // The signed, hash-chained audit log: written by the daemon,
+        // verified by `secureops verify-log`.
+        .target(
+            name: "SecureOpsAuditLog",
+            dependencies: [
+                "SecureOpsEngine",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // Everything the daemon does beyond the engine: handlers, policy,
         // audit, kill switch. A library so tests can reach its parts.
         .target(
             name: "SecureOpsDaemon",
             dependencies: [
                 "SecureOpsEngine",
+                "SecureOpsAuditLog",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -55,6 +67,7 @@ let package = Package(
             name: "secureops",
             dependencies: [
                 "SecureOpsClient",
+                "SecureOpsAuditLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -62,6 +75,8 @@ let package = Package(
             name: "secureops-bench",
             dependencies: [
                 "SecureOpsClient",
+                "CURing",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
