@@ -72,6 +72,12 @@ static inline unsigned cu_cq_overflow(const struct io_uring *ring) {
     return *ring->cq.koverflow;
 }
 
+/// Whether completions are waiting on the kernel's overflow list because
+/// the CQ ring was full (IORING_SQ_CQ_OVERFLOW).
+static inline int cu_cq_overflow_pending(const struct io_uring *ring) {
+    return (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0;
+}
+
 static inline unsigned cu_sq_space_left(const struct io_uring *ring) {
     return io_uring_sq_space_left(ring);
 }

@@ -49,6 +49,7 @@ final class EventLoop {
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private(set) var now: UInt64
     private var nextHousekeeping: UInt64 = 0
+    private var reportedOverflows = 0
 
     enum RunState { case running, draining(deadline: UInt64), stopped }
     private(set) var runState = RunState.running
@@ -122,6 +123,11 @@ final class EventLoop {
                 handleCompletion(userData: userData, result: result, flags: flags)
             }
             receiveBuffers.publishReturns()
+            let overflows = ring.overflowCount
+            if overflows != reportedOverflows {
+                reportedOverflows = overflows
+                counters.completionQueueOverflows.store(overflows, ordering: .relaxed)
+            }
             if now >= nextHousekeeping { housekeeping() }
         }
         tearDown()
@@ -376,7 +382,6 @@ final class EventLoop {
     /// connections whose send is stuck, enforces the shutdown deadline.
     private func housekeeping() {
         nextHousekeeping = now + 250_000_000
-        counters.completionQueueOverflows.store(Int(ring.overflowCount), ordering: .relaxed)
         if acceptRetryAt != 0 && now >= acceptRetryAt {
             acceptRetryAt = 0
             if case .running = runState { armAccept() }

@@ -59,7 +59,7 @@ final class OutputBufferPool {
     private let limit: Int
     private let keepCapacity: Int
 
-    init(initialCapacity: Int = 4096, limit: Int = 1024, keepCapacity: Int = 64 << 10) {
+    init(initialCapacity: Int = 512, limit: Int = 256, keepCapacity: Int = 64 << 10) {
         self.initialCapacity = initialCapacity
         self.limit = limit
         self.keepCapacity = keepCapacity

@@ -99,7 +99,7 @@ final class SendOperationPool {
     private var free: [SendOperation] = []
     private let limit: Int
 
-    init(limit: Int = 4096) {
+    init(limit: Int = 1024) {
         self.limit = limit
     }
 

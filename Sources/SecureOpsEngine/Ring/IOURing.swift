@@ -17,6 +17,11 @@ final class IOURing {
     private(set) var unsubmitted = 0
     private var completionBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
     private let completionBatchSize = 256
+    /// Completions moved out of the CQ ring to make room when the
+    /// submission queue could not be emptied; handled first next time.
+    private var deferred: [(userData: UInt64, result: Int32, flags: UInt32)] = []
+    /// Turns that found completions on the kernel's overflow list.
+    private(set) var overflowTurns = 0
 
     /// Creates a ring with `entries` submission slots and `completionEntries`
     /// completion slots, asking for the best flags the kernel offers and
@@ -31,7 +36,9 @@ final class IOURing {
             var params = io_uring_params()
             params.flags = attempt.flags
             params.cq_entries = completionEntries
-            let rc = io_uring_queue_init_params(entries, ring, &params)
+            // The kernel wants at least as many CQ as SQ entries; a tiny CQ
+            // (tests of overflow handling) shrinks the SQ with it.
+            let rc = io_uring_queue_init_params(min(entries, completionEntries), ring, &params)
             if rc == 0 {
                 chosen = RingSetup(
                     name: attempt.name, flags: attempt.flags, features: params.features,
@@ -70,14 +77,24 @@ final class IOURing {
             unsubmitted += 1
             return sqe
         }
-        _ = submit()
-        guard let sqe = io_uring_get_sqe(ring) else {
-            // submit() consumed every queued SQE (SUBMIT_ALL); a second
-            // failure means the ring is broken, which is not recoverable.
-            fatalError("io_uring submission queue still full after submit")
+        var attempts = 0
+        while true {
+            _ = submit()
+            if let sqe = io_uring_get_sqe(ring) {
+                unsubmitted += 1
+                return sqe
+            }
+            // Older kernels refuse submissions (-EBUSY) while completions
+            // wait on the overflow list. Move ready completions aside (they
+            // are handled, in order, at the next drain) and flush the
+            // overflow into the ring, then try again. Handling them here
+            // would re-enter the caller's half-done state change.
+            deferReadyCompletions()
+            _ = io_uring_get_events(ring)
+            deferReadyCompletions()
+            attempts += 1
+            precondition(attempts < 10_000, "io_uring submission queue stays full")
         }
-        unsubmitted += 1
-        return sqe
     }
 
     /// Submits queued SQEs without waiting. Returns the kernel's answer.
@@ -95,7 +112,7 @@ final class IOURing {
         var timeout = __kernel_timespec(
             tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
         var cqe: UnsafeMutablePointer<io_uring_cqe>?
-        let waitFor: UInt32 = cu_cq_ready(ring) > 0 ? 0 : 1
+        let waitFor: UInt32 = (cu_cq_ready(ring) > 0 || !deferred.isEmpty) ? 0 : 1
         let rc = io_uring_submit_and_wait_timeout(ring, &cqe, waitFor, &timeout, nil)
         return rc
     }
@@ -105,6 +122,13 @@ final class IOURing {
     @inline(__always)
     func drainCompletions(_ body: (_ userData: UInt64, _ result: Int32, _ flags: UInt32) -> Void) -> Int {
         var total = 0
+        if cu_cq_overflow_pending(ring) != 0 { overflowTurns += 1 }
+        if !deferred.isEmpty {
+            let moved = deferred
+            deferred.removeAll()
+            for completion in moved { body(completion.userData, completion.result, completion.flags) }
+            total += moved.count
+        }
         while true {
             let count = Int(cu_peek_batch(ring, completionBatch, UInt32(completionBatchSize)))
             if count == 0 { break }
@@ -118,9 +142,21 @@ final class IOURing {
         return total
     }
 
-    /// Completions the kernel could not post because the CQ ring was full
-    /// (kept on its overflow list thanks to IORING_FEAT_NODROP).
-    var overflowCount: UInt32 { cu_cq_overflow(ring) }
+    /// Completions the kernel dropped (should stay 0 with IORING_FEAT_NODROP)
+    /// plus turns that found completions on its overflow list.
+    var overflowCount: Int { Int(cu_cq_overflow(ring)) + overflowTurns }
+
+    private func deferReadyCompletions() {
+        while true {
+            let count = Int(cu_peek_batch(ring, completionBatch, UInt32(completionBatchSize)))
+            if count == 0 { return }
+            for index in 0..<count {
+                let cqe = completionBatch[index].unsafelyUnwrapped.pointee
+                deferred.append((cqe.user_data, cqe.res, cqe.flags))
+            }
+            io_uring_cq_advance(ring, UInt32(count))
+        }
+    }
 
     func supports(opcode: Int32) -> Bool {
         cu_probe_op(ring, opcode) == 1
