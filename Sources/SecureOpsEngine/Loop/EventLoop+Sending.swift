@@ -91,7 +91,13 @@ extension EventLoop {
     private func submit(_ operation: SendOperation, for connection: Connection) {
         operation.prepareHeader()
         let sqe = ring.nextSubmission()
-        io_uring_prep_sendmsg(sqe, connection.fd, operation.header, UInt32(MSG_NOSIGNAL))
+        if let single = operation.singlePendingRange {
+            // One contiguous range (the common case for a subscriber): a
+            // plain send spares the kernel copying in a msghdr and iovec.
+            io_uring_prep_send(sqe, connection.fd, single.base, single.count, Int32(MSG_NOSIGNAL))
+        } else {
+            io_uring_prep_sendmsg(sqe, connection.fd, operation.header, UInt32(MSG_NOSIGNAL))
+        }
         sqe.pointee.user_data = connection.tag(.send).userData
     }
 

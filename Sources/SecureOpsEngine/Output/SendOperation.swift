@@ -63,6 +63,12 @@ final class SendOperation {
         header.pointee.msg_iovlen = iovecCount - firstPending
     }
 
+    /// The only range left to send, when there is exactly one.
+    var singlePendingRange: (base: UnsafeMutableRawPointer, count: Int)? {
+        guard iovecCount - firstPending == 1, let base = iovecs[firstPending].iov_base else { return nil }
+        return (base, iovecs[firstPending].iov_len)
+    }
+
     /// Accounts for `sent` bytes; returns true when everything went out.
     func advance(by sent: Int) -> Bool {
         var left = sent
