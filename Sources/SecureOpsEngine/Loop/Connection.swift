@@ -24,8 +24,12 @@ final class Connection {
     let peer: PeerCred
     let groups: [UInt32]
     var state = State.open
-    var closeReason = CloseReason.peerClosed
+    /// Why the connection is closing; the first cause recorded wins.
+    var closeReason: CloseReason?
     var framer: LineFramer
+    /// When the first byte of the unfinished frame in `framer` arrived;
+    /// 0 when there is none.
+    var frameStartedAt: UInt64 = 0
 
     // Operations in the kernel. The socket is closed only when all are reaped.
     var receiveArmed = false

@@ -150,7 +150,19 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         }
         let descriptors = Int(clamping: limit.rlim_cur)
         let reserve = min(256, max(16, descriptors / 20))
-        let capacity = max(1, min(configured ?? Int.max, descriptors - reserve))
+        let fitting = max(1, descriptors - reserve)
+        let capacity: Int
+        if let configured {
+            // An explicit cap is the operator's call, even above what the
+            // descriptor limit allows; accepts beyond it then fail with
+            // EMFILE and are retried as descriptors free up.
+            capacity = max(1, configured)
+            if configured > fitting {
+                logger.warning("--max-connections \(configured) exceeds what RLIMIT_NOFILE \(descriptors) allows (\(fitting)); accepts will wait for free descriptors")
+            }
+        } else {
+            capacity = fitting
+        }
         logger.info("connection capacity \(capacity) (RLIMIT_NOFILE \(descriptors); raise it with 'ulimit -n' or LimitNOFILE= in the systemd unit)")
         return capacity
     }

@@ -30,6 +30,9 @@ public struct EngineLimits: Sendable, Equatable {
     /// Bytes of broadcast frames retained.
     public var retainedBytes = 64 << 20
     public var onLag = LagPolicy.skip
+    /// A frame must be complete this long after its first byte arrived, or
+    /// the connection gets an error and is closed (a slowloris defence).
+    public var frameTimeout = Duration.seconds(30)
     /// A connection whose send has made no progress for this long is closed.
     public var stuckSendTimeout = Duration.seconds(10)
     /// The most bytes one send to one connection carries, so a burst is

@@ -12,6 +12,7 @@ public struct EngineStatistics: Sendable, Equatable {
     public var framesReceived = 0
     public var malformedFrames = 0
     public var oversizedFrames = 0
+    public var frameTimeouts = 0
     public var broadcastPublished = 0
     public var broadcastRetained = 0
     public var broadcastRetainedBytes = 0
@@ -36,6 +37,7 @@ final class EngineCounters: Sendable {
     let framesReceived = Atomic<Int>(0)
     let malformedFrames = Atomic<Int>(0)
     let oversizedFrames = Atomic<Int>(0)
+    let frameTimeouts = Atomic<Int>(0)
     let broadcastPublished = Atomic<Int>(0)
     let broadcastRetained = Atomic<Int>(0)
     let broadcastRetainedBytes = Atomic<Int>(0)
@@ -58,6 +60,7 @@ final class EngineCounters: Sendable {
             framesReceived: framesReceived.load(ordering: .relaxed),
             malformedFrames: malformedFrames.load(ordering: .relaxed),
             oversizedFrames: oversizedFrames.load(ordering: .relaxed),
+            frameTimeouts: frameTimeouts.load(ordering: .relaxed),
             broadcastPublished: broadcastPublished.load(ordering: .relaxed),
             broadcastRetained: broadcastRetained.load(ordering: .relaxed),
             broadcastRetainedBytes: broadcastRetainedBytes.load(ordering: .relaxed),

@@ -15,13 +15,33 @@ extension EventLoop {
         connection.receiveArmed = true
     }
 
+    /// Re-arms receives that ended. Receives that ended because every
+    /// shared buffer was taken (`-ENOBUFS`) are re-armed a few at a time, in
+    /// the order they starved: re-arming thousands at once while buffers are
+    /// still scarce would only make the kernel fail them all again.
     func rearmReceives() {
-        guard !receiveRearmQueue.isEmpty else { return }
-        for connection in receiveRearmQueue
-        where connection.state == .open && connection.receiveWanted && !connection.receiveArmed {
+        if !receiveRearmQueue.isEmpty {
+            for connection in receiveRearmQueue { rearmIfWanted(connection) }
+            receiveRearmQueue.removeAll(keepingCapacity: true)
+        }
+        guard starvedHead < starvedReceives.count else { return }
+        let batch = max(1, receiveBuffers.count / 2)
+        let end = min(starvedReceives.count, starvedHead + batch)
+        for index in starvedHead..<end { rearmIfWanted(starvedReceives[index]) }
+        starvedHead = end
+        if starvedHead == starvedReceives.count {
+            starvedReceives.removeAll(keepingCapacity: true)
+            starvedHead = 0
+        } else if starvedHead > 4096 && starvedHead * 2 > starvedReceives.count {
+            starvedReceives.removeFirst(starvedHead)
+            starvedHead = 0
+        }
+    }
+
+    private func rearmIfWanted(_ connection: Connection) {
+        if connection.state == .open && connection.receiveWanted && !connection.receiveArmed {
             armReceive(connection)
         }
-        receiveRearmQueue.removeAll(keepingCapacity: true)
     }
 
     func onReceive(_ connection: Connection, result: Int32, flags: UInt32) {
@@ -48,14 +68,16 @@ extension EventLoop {
             }
         }
         if !connection.receiveArmed {
-            afterReceiveEnded(connection, endOfStream: result == 0)
+            afterReceiveEnded(connection, endOfStream: result == 0, starved: result == -ENOBUFS)
         }
     }
 
-    private func afterReceiveEnded(_ connection: Connection, endOfStream: Bool) {
+    private func afterReceiveEnded(_ connection: Connection, endOfStream: Bool, starved: Bool) {
         switch connection.state {
         case .open:
-            if !endOfStream && connection.receiveWanted {
+            if starved {
+                starvedReceives.append(connection)
+            } else if !endOfStream && connection.receiveWanted {
                 receiveRearmQueue.append(connection)
             }
         case .draining:
@@ -77,13 +99,17 @@ extension EventLoop {
             counters.framesReceived.add(1, ordering: .relaxed)
             return dispatcher.dispatch(frame: frame, connection: connection, loop: self)
         }
+        // Time an unfinished frame from its first byte (see housekeeping).
+        if connection.framer.carry.isEmpty {
+            connection.frameStartedAt = 0
+        } else if connection.frameStartedAt == 0 {
+            connection.frameStartedAt = now
+        }
         if outcome == .frameTooLarge {
             counters.oversizedFrames.add(1, ordering: .relaxed)
-            let limit = connection.framer.maxFrameBytes
-            _ = replyWithError(
-                "frame exceeds the \(limit)-byte limit; closing the connection",
-                to: connection, requestID: connection.nextRequestID, closeAfterwards: true)
-            connection.nextRequestID += 1
+            closeWithError(
+                "frame exceeds the \(connection.framer.maxFrameBytes)-byte limit; closing the connection",
+                connection, reason: .frameTooLarge)
         }
     }
 
@@ -138,6 +164,21 @@ extension EventLoop {
         }
     }
 
+    /// Answers with one error frame (in request order), reads nothing more
+    /// and closes once the error has been sent.
+    func closeWithError(_ message: String, _ connection: Connection, reason: CloseReason) {
+        guard connection.state == .open else { return }
+        connection.closeReason = reason
+        _ = replyWithError(message, to: connection, requestID: connection.nextRequestID, closeAfterwards: true)
+        connection.nextRequestID += 1
+        // An earlier offloaded reply may hold the error in the queue; stop
+        // reading now all the same, so nothing after the bad frame is parsed.
+        if connection.state == .open {
+            connection.receiveWanted = false
+            if connection.receiveArmed { cancel(connection.tag(.receive).userData) }
+        }
+    }
+
     // MARK: - Back-pressure
 
     /// Stops reading requests from a connection whose replies pile up;
@@ -165,7 +206,7 @@ extension EventLoop {
     func beginDrain(_ connection: Connection, reason: CloseReason) {
         guard connection.state == .open else { return }
         connection.state = .draining
-        connection.closeReason = reason
+        if connection.closeReason == nil { connection.closeReason = reason }
         connection.receiveWanted = false
         if connection.receiveArmed {
             cancel(connection.tag(.receive).userData)
@@ -204,6 +245,18 @@ extension EventLoop {
         }
     }
 
+    /// Reads and drops what the peer sent and we will never answer: closing
+    /// a Unix socket with unread data makes the peer's next read fail with
+    /// ECONNRESET instead of returning our last reply and then end-of-file.
+    func discardPendingInput(_ fd: Int32) {
+        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { buffer in
+            var rounds = 0
+            while rounds < 64 && recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) > 0 {
+                rounds += 1
+            }
+        }
+    }
+
     func finalizeIfIdle(_ connection: Connection) {
         if connection.state == .closing && !connection.operationsInFlight {
             finalize(connection)
@@ -213,15 +266,7 @@ extension EventLoop {
     private func finalize(_ connection: Connection) {
         precondition(connection.state == .closing, "finalize twice or before close")
         connection.state = .closed
-        // Discard unread input first: closing a Unix socket with unread data
-        // makes the peer's next read fail with ECONNRESET instead of reading
-        // our last reply and then end-of-file.
-        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { buffer in
-            var rounds = 0
-            while rounds < 64 && recv(connection.fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) > 0 {
-                rounds += 1
-            }
-        }
+        discardPendingInput(connection.fd)
         Glibc.close(connection.fd)
         if let output = connection.output {
             outputBuffers.recycle(output)
@@ -229,11 +274,12 @@ extension EventLoop {
         }
         connection.orderedReplies.removeAll()
         releaseSlot(connection)
-        logger.trace("connection closed", metadata: ["connection": "\(connection.id)", "reason": "\(connection.closeReason)"])
-        switch connection.closeReason {
+        let reason = connection.closeReason ?? .peerClosed
+        logger.trace("connection closed", metadata: ["connection": "\(connection.id)", "reason": "\(reason)"])
+        switch reason {
         case .lagged: counters.lagDisconnects.add(1, ordering: .relaxed)
         default: break
         }
-        dispatcher.connectionClosed(connection.info, reason: connection.closeReason)
+        dispatcher.connectionClosed(connection.info, reason: reason)
     }
 }

@@ -37,6 +37,10 @@ final class EventLoop {
     var subscribers: [Connection] = []
     var flushQueue: [Connection] = []
     var receiveRearmQueue: [Connection] = []
+    /// Connections whose receive ended with -ENOBUFS, oldest first, from
+    /// `starvedHead` on.
+    var starvedReceives: [Connection] = []
+    var starvedHead = 0
     var broadcastAdvanced = false
     let outputBuffers = OutputBufferPool()
     let sendOperations = SendOperationPool()
@@ -276,9 +280,11 @@ final class EventLoop {
         let groups = peerGroups(fd: fd)
         guard openConnections < connectionCapacity else {
             counters.connectionsRefused.add(1, ordering: .relaxed)
+            logger.debug("refusing connection: at the connection limit", metadata: ["limit": "\(connectionCapacity)", "peer": "\(peer)"])
             scratch.reset()
             dispatcher.writeError("server is at its connection limit (\(connectionCapacity)); try again later", into: &scratch)
             scratch.bytes.withUnsafeBytes { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
+            discardPendingInput(fd)
             Glibc.close(fd)
             return
         }
@@ -386,14 +392,26 @@ final class EventLoop {
             acceptRetryAt = 0
             if case .running = runState { armAccept() }
         }
-        let stuckAfter = UInt64(limits.stuckSendTimeout.components.seconds) * 1_000_000_000
-            + UInt64(limits.stuckSendTimeout.components.attoseconds / 1_000_000_000)
+        let stuckAfter = limits.stuckSendTimeout.nanoseconds
+        let frameDeadline = limits.frameTimeout.nanoseconds
         var forceClose = false
         if case .draining(let deadline) = runState, now >= deadline { forceClose = true }
-        for case let connection? in connections where connection.state != .closing {
+        for case let connection? in connections where connection.state == .open || connection.state == .draining {
             if forceClose {
                 connection.closeReason = .shutdown
                 beginClose(connection)
+            } else if connection.frameStartedAt != 0 && now - connection.frameStartedAt > frameDeadline
+                        && connection.state == .open {
+                // Slowloris defence: a frame must arrive whole within the
+                // deadline of its first byte, however slowly bytes trickle.
+                counters.frameTimeouts.add(1, ordering: .relaxed)
+                connection.frameStartedAt = 0
+                logger.notice("closing connection: frame not completed in time", metadata: [
+                    "connection": "\(connection.id)", "peer": "\(connection.peer)", "timeout": "\(limits.frameTimeout)",
+                ])
+                closeWithError(
+                    "frame not completed within \(limits.frameTimeout); closing the connection",
+                    connection, reason: .frameTimeout)
             } else if connection.send != nil && now - connection.sendStartedAt > stuckAfter {
                 counters.slowDisconnects.add(1, ordering: .relaxed)
                 logger.warning("closing slow consumer: its send made no progress for \(limits.stuckSendTimeout)", metadata: [
@@ -409,8 +427,7 @@ final class EventLoop {
 
     private func beginShutdown() {
         guard case .running = runState else { return }
-        let grace = configuration.shutdownGracePeriod.components
-        runState = .draining(deadline: now + UInt64(grace.seconds) * 1_000_000_000 + UInt64(grace.attoseconds / 1_000_000_000))
+        runState = .draining(deadline: now + configuration.shutdownGracePeriod.nanoseconds)
         logger.info("shutting down: no new connections; flushing replies", metadata: ["connections": "\(openConnections)"])
         if acceptArmed { cancel(OperationTag(kind: .accept).userData) }
         // Clients that completed connect() before the signal sit in the
@@ -453,5 +470,15 @@ final class EventLoop {
         listener?.close(logger: logger)
         listener = nil
         logger.info("engine stopped")
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating; negative durations count as zero.
+    var nanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0 else { return 0 }
+        let whole = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        return whole.overflow ? .max : whole.partialValue &+ UInt64(attoseconds / 1_000_000_000)
     }
 }

@@ -110,6 +110,7 @@ public enum CloseReason: Sendable, Equatable, CustomStringConvertible {
     case peerClosed
     case refused
     case frameTooLarge
+    case frameTimeout
     case closedByHandler
     case lagged
     case stuckSend
@@ -122,6 +123,7 @@ public enum CloseReason: Sendable, Equatable, CustomStringConvertible {
         case .peerClosed: "peer closed the connection"
         case .refused: "refused at admission"
         case .frameTooLarge: "frame over the size limit"
+        case .frameTimeout: "frame not completed within the deadline (slowloris defence)"
         case .closedByHandler: "closed after the reply"
         case .lagged: "lagged behind the broadcast ring (onLag = disconnect)"
         case .stuckSend: "send made no progress within the deadline (slow consumer)"

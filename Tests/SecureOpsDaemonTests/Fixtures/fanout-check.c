@@ -3,6 +3,7 @@
 //
 // usage: fanout-check SOCKET SUBSCRIBERS EXPECTED [--since S] [--timeout SECS] [--slow-reader MS]
 //        fanout-check publish SOCKET COUNT WINDOW SIZE
+//        fanout-check pings SOCKET N
 //
 // Prints "READY <next>" once every subscriber has its `ok` (the test then
 // publishes), and at the end one JSON line:
@@ -128,7 +129,55 @@ static int publish_mode(const char *path, long count, int window, int size) {
     return errors ? 1 : 0;
 }
 
+// Connects N clients, then each sends one ping at once (a burst of N
+// senders) and waits for its answer. Prints {"connections":N,"answered":A,"errors":E}.
+static int pings_mode(const char *path, int count) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+    int *fds = calloc((size_t)count, sizeof *fds);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    for (int i = 0; i < count; i++) {
+        fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int attempts = 0;
+        while (connect(fds[i], (struct sockaddr *)&addr, sizeof addr) != 0) {
+            if ((errno == EAGAIN || errno == ECONNREFUSED) && attempts++ < 5000) { usleep(1000); continue; }
+            fprintf(stderr, "connect %d: %s\n", i, strerror(errno));
+            return 2;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    static const char ping[] = "{\"type\":\"ping\"}\n";
+    for (int i = 0; i < count; i++) {
+        if (write(fds[i], ping, sizeof ping - 1) != (ssize_t)(sizeof ping - 1)) { perror("write"); return 2; }
+    }
+    int answered = 0, errors = 0;
+    double deadline = now() + 60;
+    char buf[256];
+    struct epoll_event events[256];
+    while (answered + errors < count && now() < deadline) {
+        int n = epoll_wait(ep, events, 256, 100);
+        for (int e = 0; e < n; e++) {
+            int fd = fds[events[e].data.u32];
+            ssize_t got = read(fd, buf, sizeof buf);
+            if (got == 14 && memcmp(buf, "{\"type\":\"ok\"}\n", 14) == 0) answered++;
+            else errors++;
+            epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+        }
+    }
+    printf("{\"connections\":%d,\"answered\":%d,\"errors\":%d}\n", count, answered, errors);
+    return answered == count ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "pings")) {
+        if (argc < 4) { fprintf(stderr, "usage: %s pings SOCKET N\n", argv[0]); return 2; }
+        return pings_mode(argv[2], atoi(argv[3]));
+    }
     if (argc >= 2 && !strcmp(argv[1], "publish")) {
         if (argc < 6) { fprintf(stderr, "usage: %s publish SOCKET COUNT WINDOW SIZE\n", argv[0]); return 2; }
         return publish_mode(argv[2], atol(argv[3]), atoi(argv[4]), atoi(argv[5]));

@@ -13,6 +13,9 @@ final class DaemonProcess: @unchecked Sendable {
     let logPath: String
     private(set) var process: Process
     private var arguments: [String]
+    /// A command the daemon is started through (e.g. `prlimit --nofile=…`);
+    /// it must exec the daemon so the pid stays the daemon's.
+    private let launcher: [String]
 
     /// The directory holding the built executables (next to the test bundle).
     static let binaryDirectory: String = {
@@ -26,8 +29,10 @@ final class DaemonProcess: @unchecked Sendable {
     /// Starts a daemon and waits until it answers on its socket.
     init(
         extraArguments: [String] = [], policy: String? = nil, socketMode: String = "0660",
-        directory: String? = nil, waitUntilServing: Bool = true, reachableByOtherUsers: Bool = false
+        directory: String? = nil, waitUntilServing: Bool = true, reachableByOtherUsers: Bool = false,
+        launcher: [String] = []
     ) throws {
+        self.launcher = launcher
         if let directory {
             self.directory = directory
         } else {
@@ -72,8 +77,13 @@ final class DaemonProcess: @unchecked Sendable {
 
     private func launch() throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.daemonPath)
-        process.arguments = arguments
+        if let program = launcher.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(launcher.dropFirst()) + [Self.daemonPath] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.daemonPath)
+            process.arguments = arguments
+        }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
