@@ -11,6 +11,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case socketInUse(path: String)
     /// The path exists and is not a socket; the engine will not replace it.
     case socketPathOccupied(path: String, what: String)
+    /// The socket's directory could let another user replace the socket.
+    case unsafeSocketDirectory(path: String, why: String)
     /// A system call failed while setting up the socket.
     case socketSetup(operation: String, path: String, errno: Int32)
     /// The engine was started twice, or used after shutdown.
@@ -26,6 +28,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
             return "another server is already answering on \(path); stop it first or choose another --socket path"
         case .socketPathOccupied(let path, let what):
             return "\(path) exists and is \(what), not a socket; refusing to replace it (remove it or choose another --socket path)"
+        case .unsafeSocketDirectory(let path, let why):
+            return "refusing to create the socket in \(path): \(why); use a private directory (mode 0750, owned by this user)"
         case .socketSetup(let operation, let path, let code):
             return "\(operation) \(path): \(String(cString: strerror(code)))"
         case .invalidState(let why):

@@ -6,7 +6,7 @@ import Logging
 ///
 /// Follows what trusted control sockets do (ssh-agent, dockerd, systemd):
 /// a private parent directory, a stale socket replaced only after nothing
-/// answers on it, `chmod` right after `bind` (before `listen`, so no client
+/// answers on it, the mode fixed at `bind` (before `listen`, so no client
 /// can connect through a wider mode), and on exit an unlink only if the
 /// path still names the socket this process created.
 struct UnixListener {
@@ -31,9 +31,11 @@ struct UnixListener {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .socketSetup(operation: "socket() for", path: path, errno: errno) }
         var address = UnixListener.address(pathBytes)
-        // Bind with a restrictive umask so the socket never exists with a
-        // wider mode than asked for, even for the instant before chmod.
-        let oldMask = umask(0o177)
+        // The socket gets its final mode at bind time through the umask,
+        // instead of a chmod(path) afterwards: chmod follows symlinks, so in
+        // a directory others can write, a path swapped for a symlink between
+        // bind and chmod would hand the mode to the symlink's target.
+        let oldMask = umask(~mode & 0o777)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
@@ -46,17 +48,15 @@ struct UnixListener {
             if bindErrno == EADDRINUSE { throw .socketInUse(path: path) }
             throw .socketSetup(operation: "bind()", path: path, errno: bindErrno)
         }
-        guard chmod(path, mode) == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            unlink(path)
-            throw .socketSetup(operation: "chmod()", path: path, errno: code)
-        }
         var info = stat()
         guard lstat(path, &info) == 0 else {
             let code = errno
             Glibc.close(fd)
             throw .socketSetup(operation: "lstat()", path: path, errno: code)
+        }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK, info.st_uid == geteuid(), info.st_mode & 0o777 == mode & 0o777 else {
+            Glibc.close(fd)
+            throw .socketPathOccupied(path: path, what: "replaced by something else right after bind (a race with another process?)")
         }
         guard listen(fd, backlog) == 0 else {
             let code = errno
@@ -103,14 +103,32 @@ struct UnixListener {
             guard (info.st_mode & S_IFMT) == S_IFDIR else {
                 throw .socketPathOccupied(path: parent, what: (info.st_mode & S_IFMT) == S_IFLNK ? "a symbolic link" : "not a directory")
             }
+            // Someone else's directory (a squatted /tmp/secureops-$UID, say)
+            // would let them replace the socket under us.
+            if info.st_uid != geteuid() && info.st_uid != 0 {
+                throw .unsafeSocketDirectory(path: parent, why: "it is owned by uid \(info.st_uid), not by this process (uid \(geteuid())) or root")
+            }
+            if info.st_mode & 0o022 != 0 {
+                if info.st_mode & S_ISVTX == 0 {
+                    throw .unsafeSocketDirectory(path: parent, why: "others may write to it (mode 0\(String(info.st_mode & 0o7777, radix: 8))) and could replace the socket")
+                }
+                logger.warning("socket directory is shared (sticky, writable by others); a private directory is safer", metadata: ["path": "\(parent)"])
+            }
             return
         }
         try ensureParentDirectory(of: parent, mode: 0o755, logger: logger)
-        if mkdir(parent, mode) != 0 && errno != EEXIST {
-            throw .socketSetup(operation: "mkdir()", path: parent, errno: errno)
+        // The mode comes from the umask at creation (no chmod by path, which
+        // would follow a symlink swapped in by someone else).
+        let oldMask = umask(~mode & 0o777)
+        let made = mkdir(parent, mode)
+        let code = errno
+        umask(oldMask)
+        if made != 0 && code != EEXIST {
+            throw .socketSetup(operation: "mkdir()", path: parent, errno: code)
         }
-        // mkdir applies the umask; set the mode we promised.
-        _ = chmod(parent, mode)
+        guard lstat(parent, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw .socketPathOccupied(path: parent, what: "not a directory after mkdir (a race with another process?)")
+        }
         logger.debug("created socket directory", metadata: ["path": "\(parent)"])
     }
 
