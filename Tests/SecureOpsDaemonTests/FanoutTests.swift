@@ -36,9 +36,11 @@ struct FanoutTests {
         #expect(summary.lost == 0 && summary.duplicated == 0 && summary.reordered == 0)
         // Each idle subscriber costs its connection's own small state only
         // (the target is under 1 KiB; this guards against regressions).
-        let perSubscriber = (subscribed - before) / 19_000
-        #expect(perSubscriber < 2048, "daemon holds \(perSubscriber) bytes per idle subscriber")
-        #expect(residentBytes(pid: daemon.pid) < 128 << 20)
+        if !underSanitizer {
+            let perSubscriber = (subscribed - before) / 19_000
+            #expect(perSubscriber < 2048, "daemon holds \(perSubscriber) bytes per idle subscriber")
+            #expect(residentBytes(pid: daemon.pid) < 128 << 20)
+        }
     }
 
     @Test func aLaggingSubscriberIsToldExactlyHowManyAlertsItSkipped() throws {
@@ -105,7 +107,7 @@ struct FanoutTests {
         #expect(summary.lost == 0 && summary.reordered == 0)
         // Retention is bounded (64 MiB of frames by default); the stuck
         // subscriber pins at most one send's worth on top.
-        #expect(residentBytes(pid: daemon.pid) < 160 << 20)
+        if !underSanitizer { #expect(residentBytes(pid: daemon.pid) < 160 << 20) }
         let status = try daemon.waitForStatus(timeout: 15) { $0.slowDisconnects == 1 }
         #expect(status.subscribers == 0)
         #expect(stuck.isClosedByPeer())

@@ -101,3 +101,7 @@ func residentBytes(pid: Int32) -> Int {
 func openDescriptors(pid: Int32) -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
 }
+
+/// Sanitizer runs (`make test-asan`, `make test-tsan`) inflate memory many
+/// times over; memory bounds are only checked without them.
+let underSanitizer = ProcessInfo.processInfo.environment["SECUREOPS_SANITIZER"] != nil
