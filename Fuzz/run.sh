@@ -3,7 +3,7 @@
 #
 #   Fuzz/run.sh [target] [seconds] [extra libFuzzer flags...]
 #
-# target:  decoder (default). To add one, write Fuzz/<Name>Fuzz.swift and a
+# target:  decoder (default) or framer. To add one, write Fuzz/<Name>Fuzz.swift and a
 #          line in the `case` below naming its sources.
 # seconds: how long to fuzz (default 60).
 #
@@ -28,8 +28,13 @@ case "$target" in
     seeds=("$here/seeds/decoder" "$root/Tests/JSONTests/Resources/JSONTestSuite/test_parsing")
     dict="$here/json.dict"
     ;;
+  framer)
+    sources=("$here/LineFramerFuzz.swift" "$engine"/Framing/LineFramer.swift)
+    seeds=("$here/seeds/framer")
+    dict=""
+    ;;
   *)
-    echo "unknown fuzz target '$target' (known: decoder)" >&2
+    echo "unknown fuzz target '$target' (known: decoder, framer)" >&2
     exit 2
     ;;
 esac
