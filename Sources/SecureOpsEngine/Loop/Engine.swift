@@ -95,6 +95,13 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         inbox.post(.updateLimits(limits))
     }
 
+    /// Runs the handler's `admit` again for every open connection (from any
+    /// thread); connections it now refuses get its error and are closed.
+    /// Call it after the rules behind `admit` changed, e.g. a policy reload.
+    public func reviewConnections() {
+        inbox.post(.reviewConnections)
+    }
+
     public var statistics: EngineStatistics {
         counters.snapshot
     }

@@ -18,6 +18,9 @@ public struct EngineLimits: Sendable, Equatable {
     public var maxConnections: Int?
     /// Open connections per peer uid at most; `nil` for no per-uid cap.
     public var maxConnectionsPerUID: Int?
+    /// Uids the per-uid cap does not apply to (a daemon exempts root and
+    /// its own uid: the cap protects against other users).
+    public var uidsExemptFromPerUIDCap: Set<UInt32> = []
     /// Response bytes queued for one connection before the engine stops
     /// reading its requests (it resumes below half). Broadcast frames are
     /// not counted: they live once in the ring.

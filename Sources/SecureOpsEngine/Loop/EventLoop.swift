@@ -183,6 +183,8 @@ final class EventLoop {
                 apply(newLimits)
             case .shutdown:
                 beginShutdown()
+            case .reviewConnections:
+                reviewConnections()
             }
         }
         takenMessages.removeAll(keepingCapacity: true)
@@ -305,7 +307,8 @@ final class EventLoop {
         logger.trace("connection accepted", metadata: ["connection": "\(connection.id)", "fd": "\(fd)", "peer": "\(peer)"])
         counters.connections.store(openConnections, ordering: .relaxed)
 
-        if let cap = limits.maxConnectionsPerUID, connectionsPerUID[uid, default: 0] > cap {
+        if let cap = limits.maxConnectionsPerUID, connectionsPerUID[uid, default: 0] > cap,
+           !limits.uidsExemptFromPerUIDCap.contains(uid) {
             refuse(connection, message: "too many connections for uid \(uid) (limit \(cap)); close some and retry")
             return
         }
@@ -328,6 +331,23 @@ final class EventLoop {
             let count = cu_peer_groups(fd, buffer.baseAddress, 256)
             guard count > 0 else { return [] }
             return Array(buffer[0..<Int(count)])
+        }
+    }
+
+    /// Asks the handler again, for every open connection, whether it may
+    /// stay (after a policy change, say); those refused now get the error
+    /// and are closed once it has been sent.
+    private func reviewConnections() {
+        var closed = 0
+        for case let connection? in connections where connection.state == .open {
+            if case .refuse(let message) = dispatcher.admit(connection.info) {
+                if connection.isSubscribed { removeSubscriber(connection) }
+                closeWithError(message, connection, reason: .refused)
+                closed += 1
+            }
+        }
+        if closed > 0 {
+            logger.notice("closed connections no longer admitted", metadata: ["count": "\(closed)"])
         }
     }
 

@@ -131,6 +131,7 @@ enum InboxMessage: Sendable {
     /// An offloaded handler finished; its encoded reply for request `requestID`.
     case offloadFinished(ConnectionID, requestID: UInt64, reply: OffloadOutcome)
     case updateLimits(EngineLimits)
+    case reviewConnections
     case shutdown
 }
 
