@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "SecureOpsEngine", targets: ["SecureOpsEngine"]),
         .library(name: "SecureOpsClient", targets: ["SecureOpsClient"]),
+        .library(name: "SecureOpsEngineService", targets: ["SecureOpsEngineService"]),
         .executable(name: "secureopsd", targets: ["secureopsd"]),
         .executable(name: "secureops", targets: ["secureops"]),
         .executable(name: "secureops-bench", targets: ["secureops-bench"]),
@@ -14,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
@@ -29,6 +31,16 @@ let package = Package(
             dependencies: [
                 "CURing",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The engine as a swift-service-lifecycle Service. Its own target so
+        // the engine, the daemon and the CLI do not compile ServiceLifecycle
+        // and its dependencies (swift-async-algorithms, swift-collections).
+        .target(
+            name: "SecureOpsEngineService",
+            dependencies: [
+                "SecureOpsEngine",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The client side of the wire contract: blocking core and async API.
@@ -50,6 +62,7 @@ let package = Package(
         .target(
             name: "SecureOpsDaemon",
             dependencies: [
+                "CURing",
                 "SecureOpsEngine",
                 "SecureOpsAuditLog",
                 .product(name: "Logging", package: "swift-log"),
@@ -84,6 +97,16 @@ let package = Package(
             name: "SecureOpsEngineTests",
             dependencies: ["SecureOpsEngine"]
         ),
+        // In-process engines with handlers of their own (the embedding API).
+        .testTarget(
+            name: "EmbeddingTests",
+            dependencies: [
+                "SecureOpsEngine",
+                "SecureOpsEngineService",
+                "SecureOpsClient",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "JSONTests",
             dependencies: ["SecureOpsEngine"],
@@ -91,7 +114,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureOpsDaemonTests",
-            dependencies: ["SecureOpsDaemon", "SecureOpsClient", "secureopsd", "secureops"],
+            dependencies: ["SecureOpsDaemon", "SecureOpsClient", "secureopsd", "secureops", "secureops-bench"],
             exclude: ["Fixtures"]
         ),
     ]

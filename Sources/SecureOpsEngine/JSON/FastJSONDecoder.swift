@@ -68,10 +68,16 @@ final class JSONDecoderImpl: Decoder {
         cursorDepth = path.count
     }
 
-    deinit { pathBuffer.deallocate() }
+    deinit {
+        pathBuffer.deallocate()
+        fastTypes.deallocate()
+    }
 
     /// Set while a top-level decode runs (a re-entrant call gets a fresh decoder).
     var busy = false
+
+    /// Types already checked for `FastJSONDecodable` (see `fastDecodableType`).
+    private let fastTypes = FastTypeCache()
 
     /// Validates `bytes`, then decodes a `T` from the root value. Every error
     /// becomes a `JSONDecodingError`.
@@ -141,14 +147,13 @@ final class JSONDecoderImpl: Decoder {
         KeyedDecodingContainer(try keyedContainer(keyedBy: type))
     }
 
-    /// The keyed container without the type-erasing box (no allocation);
-    /// `IpcRequest` and `AlertInput` use it directly.
+    /// The keyed container without the type-erasing box (no allocation).
     @inline(__always)
-    func keyedContainer<Key: CodingKey>(keyedBy type: Key.Type) throws -> JSONKeyedContainer<Key> {
+    func keyedContainer<Key: CodingKey>(keyedBy type: Key.Type) throws -> FastJSONKeyedContainer<Key> {
         guard document[cursor].kind == .object else {
             throw mismatch([String: Any].self, "a JSON object", at: cursor, path: codingPath)
         }
-        return JSONKeyedContainer(decoder: self, object: cursor, depth: cursorDepth)
+        return FastJSONKeyedContainer(decoder: self, object: cursor, depth: cursorDepth)
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
@@ -159,7 +164,7 @@ final class JSONDecoderImpl: Decoder {
     }
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer {
-        JSONSingleValueContainer(decoder: self, value: cursor, depth: UInt32(truncatingIfNeeded: cursorDepth))
+        FastJSONSingleValueContainer(decoder: self, value: cursor, depth: UInt32(truncatingIfNeeded: cursorDepth))
     }
 
     // MARK: Decoding a value
@@ -179,8 +184,9 @@ final class JSONDecoderImpl: Decoder {
         return try decodeCurrent(type)
     }
 
-    /// Decodes the value at `cursor`. Types this decoder knows are read
-    /// directly; everything else goes through `init(from:)`.
+    /// Decodes the value at `cursor`. Scalars and the JSON types of this
+    /// module are read directly, `FastJSONDecodable` types get concrete
+    /// containers, everything else goes through `init(from:)`.
     func decodeCurrent<T: Decodable>(_ type: T.Type) throws -> T {
         let v = cursor
         if T.self == String.self {
@@ -201,20 +207,41 @@ final class JSONDecoderImpl: Decoder {
         if T.self == UInt64.self { return unsafeBitCast(try readInteger(v, UInt64.self, path: codingPath), to: T.self) }
         if T.self == Int64.self { return unsafeBitCast(try readInteger(v, Int64.self, path: codingPath), to: T.self) }
         if T.self == Double.self { return unsafeBitCast(try readDouble(v, path: codingPath), to: T.self) }
-        // The wire protocol's request types, straight to their decoding code
-        // with the unboxed container (their init(from:) does the same after
-        // an existential copy and a dynamic cast).
-        if T.self == IpcRequest.self {
-            return unsafeBitCast(try IpcRequest(container: keyedContainer(keyedBy: IpcRequest.CodingKeys.self)), to: T.self)
-        }
-        if T.self == AlertInput.self {
-            return unsafeBitCast(try AlertInput(container: keyedContainer(keyedBy: AlertInput.CodingKeys.self)), to: T.self)
-        }
-        if T.self == Severity.self {
-            let container = JSONSingleValueContainer(decoder: self, value: v, depth: UInt32(truncatingIfNeeded: cursorDepth))
-            return unsafeBitCast(try Severity(container: container), to: T.self)
+        // Types that adopt FastJSONDecodable get concrete containers.
+        if _isConcrete(T.self) {
+            // Specialized code (T known at compile time, as for nested
+            // fields): the optimizer folds this cast and `decodeFast` into a
+            // direct call of T's initializer.
+            if let fast = T.self as? any FastJSONDecodable.Type {
+                return try decodeFast(fast, as: T.self)
+            }
+        } else if let fast = fastDecodableType(T.self) {
+            // Unspecialized code (a top-level decode called from another
+            // module): a remembered answer instead of the runtime's lookup.
+            return try decodeFast(fast, as: T.self)
         }
         return try T(from: self)
+    }
+
+    // MARK: FastJSONDecodable
+
+    /// Whether `T` adopts `FastJSONDecodable`, remembered per type: the
+    /// runtime's conformance lookup costs about as much as the rest of
+    /// decoding a `ping`, and a server decodes the same few types forever.
+    @inline(__always)
+    func fastDecodableType<T>(_ type: T.Type) -> (any FastJSONDecodable.Type)? {
+        let id = ObjectIdentifier(type)
+        if let known = fastTypes.lookup(id) { return known }
+        let found = type as? any FastJSONDecodable.Type
+        fastTypes.remember(id, found)
+        return found
+    }
+
+    /// Calls `F.init(fastJSON:)` for the value at `cursor`; `T` is `F`
+    /// (the caller found `F` as `T`'s conformance), so the cast is exact.
+    func decodeFast<F: FastJSONDecodable, T>(_ fast: F.Type, as type: T.Type) throws -> T {
+        let value = try F(fastJSON: FastJSONValueDecoder(impl: self, value: cursor, depth: cursorDepth))
+        return unsafeBitCast(value, to: T.self)
     }
 
     // MARK: Scalars
@@ -282,16 +309,66 @@ final class JSONDecoderImpl: Decoder {
     }
 }
 
+/// A few remembered answers to "does this type adopt FastJSONDecodable?",
+/// in storage allocated once and reached through `let` pointers (no array,
+/// no `var` on a class: no exclusivity or bounds checks on the hot path).
+/// When full, the oldest entry makes room.
+struct FastTypeCache {
+    struct Entry {
+        var id: ObjectIdentifier
+        var type: (any FastJSONDecodable.Type)?
+    }
+
+    static let capacity = 8
+    private let entries = UnsafeMutablePointer<Entry>.allocate(capacity: capacity)
+    /// [0]: entries in use, [1]: the next one to replace when full.
+    private let counters: UnsafeMutablePointer<Int> = {
+        let counters = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+        counters.initialize(repeating: 0, count: 2)
+        return counters
+    }()
+
+    @inline(__always)
+    func lookup(_ id: ObjectIdentifier) -> (any FastJSONDecodable.Type)?? {
+        let count = counters[0]
+        var i = 0
+        while i < count {
+            if entries[i].id == id { return .some(entries[i].type) }
+            i += 1
+        }
+        return nil
+    }
+
+    func remember(_ id: ObjectIdentifier, _ type: (any FastJSONDecodable.Type)?) {
+        let entry = Entry(id: id, type: type)
+        if counters[0] < Self.capacity {
+            (entries + counters[0]).initialize(to: entry)
+            counters[0] += 1
+        } else {
+            entries[counters[1]] = entry
+            counters[1] = (counters[1] + 1) % Self.capacity
+        }
+    }
+
+    func deallocate() {
+        entries.deinitialize(count: counters[0])
+        entries.deallocate()
+        counters.deallocate()
+    }
+}
+
 // MARK: - Keyed container
 
-struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
+/// The keyed container `FastJSONDecoder` hands out: a concrete struct, so
+/// code that holds it (``FastJSONDecodable``) calls its methods directly.
+public struct FastJSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let decoder: JSONDecoderImpl
     let object: UInt32
     let depth: Int
 
-    var codingPath: [any CodingKey] { decoder.codingPath(depth: depth) }
+    public var codingPath: [any CodingKey] { decoder.codingPath(depth: depth) }
 
-    var allKeys: [Key] {
+    public var allKeys: [Key] {
         let doc = decoder.document
         var keys: [Key] = []
         var seen = Set<String>()
@@ -327,9 +404,9 @@ struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     @inline(__always)
     func isNull(_ v: UInt32) -> Bool { decoder.document[v].kind == .null }
 
-    func contains(_ key: Key) -> Bool { lookup(key) != nil }
+    public func contains(_ key: Key) -> Bool { lookup(key) != nil }
 
-    func decodeNil(forKey key: Key) throws -> Bool { isNull(try require(key)) }
+    public func decodeNil(forKey key: Key) throws -> Bool { isNull(try require(key)) }
 
     // Reading one value, given its tape index.
 
@@ -355,21 +432,21 @@ struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         try decoder.decodeValue(T.self, at: v, depth: depth, element: Int(v - 1))
     }
 
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try bool(try require(key), key) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try string(try require(key), key) }
-    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try decoder.readDouble(try require(key), path: path(key)) }
-    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try decoder.readFloat(try require(key), path: path(key)) }
-    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try integer(try require(key), key) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try integer(try require(key), key) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try integer(try require(key), key) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try integer(try require(key), key) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try integer(try require(key), key) }
-    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try integer(try require(key), key) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try integer(try require(key), key) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try integer(try require(key), key) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try integer(try require(key), key) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try integer(try require(key), key) }
-    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try value(try require(key), key) }
+    public func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try bool(try require(key), key) }
+    public func decode(_ type: String.Type, forKey key: Key) throws -> String { try string(try require(key), key) }
+    public func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try decoder.readDouble(try require(key), path: path(key)) }
+    public func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try decoder.readFloat(try require(key), path: path(key)) }
+    public func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try integer(try require(key), key) }
+    public func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try integer(try require(key), key) }
+    public func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try integer(try require(key), key) }
+    public func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try integer(try require(key), key) }
+    public func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try integer(try require(key), key) }
+    public func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try integer(try require(key), key) }
+    public func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try integer(try require(key), key) }
+    public func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try integer(try require(key), key) }
+    public func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try integer(try require(key), key) }
+    public func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try integer(try require(key), key) }
+    public func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try value(try require(key), key) }
 
     // One lookup for "present and not null" (the default implementations do three).
 
@@ -379,33 +456,33 @@ struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         return v
     }
 
-    func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? {
+    public func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? {
         guard let v = present(key) else { return nil }
         return try bool(v, key)
     }
-    func decodeIfPresent(_ type: String.Type, forKey key: Key) throws -> String? {
+    public func decodeIfPresent(_ type: String.Type, forKey key: Key) throws -> String? {
         guard let v = present(key) else { return nil }
         return try string(v, key)
     }
-    func decodeIfPresent(_ type: Double.Type, forKey key: Key) throws -> Double? {
+    public func decodeIfPresent(_ type: Double.Type, forKey key: Key) throws -> Double? {
         guard let v = present(key) else { return nil }
         return try decoder.readDouble(v, path: path(key))
     }
-    func decodeIfPresent(_ type: Float.Type, forKey key: Key) throws -> Float? {
+    public func decodeIfPresent(_ type: Float.Type, forKey key: Key) throws -> Float? {
         guard let v = present(key) else { return nil }
         return try decoder.readFloat(v, path: path(key))
     }
-    func decodeIfPresent(_ type: Int.Type, forKey key: Key) throws -> Int? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: Int8.Type, forKey key: Key) throws -> Int8? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: Int16.Type, forKey key: Key) throws -> Int16? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: Int32.Type, forKey key: Key) throws -> Int32? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: Int64.Type, forKey key: Key) throws -> Int64? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: UInt.Type, forKey key: Key) throws -> UInt? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: UInt8.Type, forKey key: Key) throws -> UInt8? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: UInt16.Type, forKey key: Key) throws -> UInt16? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try present(key).map { try integer($0, key) } }
-    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+    public func decodeIfPresent(_ type: Int.Type, forKey key: Key) throws -> Int? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: Int8.Type, forKey key: Key) throws -> Int8? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: Int16.Type, forKey key: Key) throws -> Int16? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: Int32.Type, forKey key: Key) throws -> Int32? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: Int64.Type, forKey key: Key) throws -> Int64? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: UInt.Type, forKey key: Key) throws -> UInt? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: UInt8.Type, forKey key: Key) throws -> UInt8? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: UInt16.Type, forKey key: Key) throws -> UInt16? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try present(key).map { try integer($0, key) } }
+    public func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
         guard let v = present(key) else { return nil }
         // Spelled out: `value(v, key)` would infer `T?` and go through
         // Optional's init(from:).
@@ -415,16 +492,16 @@ struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     // Nesting.
 
-    func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
+    public func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
         let v = try require(key)
         guard decoder.document[v].kind == .object else {
             throw decoder.mismatch([String: Any].self, "a JSON object", at: v, path: path(key))
         }
         decoder.push(Int(v - 1), depth: depth)
-        return KeyedDecodingContainer(JSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
+        return KeyedDecodingContainer(FastJSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
     }
 
-    func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
+    public func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
         let v = try require(key)
         guard decoder.document[v].kind == .array else {
             throw decoder.mismatch([Any].self, "a JSON array", at: v, path: path(key))
@@ -433,7 +510,7 @@ struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         return JSONUnkeyedContainer(decoder: decoder, array: v, depth: depth + 1)
     }
 
-    func superDecoder() throws -> any Decoder {
+    public func superDecoder() throws -> any Decoder {
         let superKey: [UInt8] = Array("super".utf8)
         guard let v = superKey.withUnsafeBufferPointer({ decoder.document.member(of: object, $0) }) else {
             throw DecodingError.keyNotFound(JSONCodingKey.super, .init(codingPath: codingPath, debugDescription: "missing field \"super\""))
@@ -441,7 +518,7 @@ struct JSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         return subDecoder(v)
     }
 
-    func superDecoder(forKey key: Key) throws -> any Decoder { subDecoder(try require(key)) }
+    public func superDecoder(forKey key: Key) throws -> any Decoder { subDecoder(try require(key)) }
 
     private func subDecoder(_ v: UInt32) -> any Decoder {
         var path = decoder.pathPrefix(depth)
@@ -578,7 +655,7 @@ struct JSONUnkeyedContainer: UnkeyedDecodingContainer {
         }
         decoder.push(-currentIndex - 1, depth: depth)
         advance()
-        return KeyedDecodingContainer(JSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
+        return KeyedDecodingContainer(FastJSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
     }
 
     mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer {
@@ -602,39 +679,41 @@ struct JSONUnkeyedContainer: UnkeyedDecodingContainer {
 
 // MARK: - Single value container
 
-struct JSONSingleValueContainer: SingleValueDecodingContainer {
+/// The single-value container `FastJSONDecoder` hands out (see
+/// ``FastJSONValueDecoder/singleValueContainer()``).
+public struct FastJSONSingleValueContainer: SingleValueDecodingContainer {
     let decoder: JSONDecoderImpl
     let value: UInt32
     let depth: UInt32
 
-    var codingPath: [any CodingKey] { decoder.codingPath(depth: Int(depth)) }
+    public var codingPath: [any CodingKey] { decoder.codingPath(depth: Int(depth)) }
 
-    func decodeNil() -> Bool { decoder.document[value].kind == .null }
+    public func decodeNil() -> Bool { decoder.document[value].kind == .null }
 
-    func decode(_ type: Bool.Type) throws -> Bool {
+    public func decode(_ type: Bool.Type) throws -> Bool {
         guard let b = decoder.readBool(value) else { throw decoder.mismatch(type, "a boolean", at: value, path: codingPath) }
         return b
     }
 
-    func decode(_ type: String.Type) throws -> String {
+    public func decode(_ type: String.Type) throws -> String {
         guard let s = decoder.readString(value) else { throw decoder.mismatch(type, "a string", at: value, path: codingPath) }
         return s
     }
 
-    func decode(_ type: Double.Type) throws -> Double { try decoder.readDouble(value, path: codingPath) }
-    func decode(_ type: Float.Type) throws -> Float { try decoder.readFloat(value, path: codingPath) }
-    func decode(_ type: Int.Type) throws -> Int { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: Int8.Type) throws -> Int8 { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: Int16.Type) throws -> Int16 { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: Int32.Type) throws -> Int32 { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: Int64.Type) throws -> Int64 { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: UInt.Type) throws -> UInt { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: UInt8.Type) throws -> UInt8 { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: UInt16.Type) throws -> UInt16 { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: UInt32.Type) throws -> UInt32 { try decoder.readInteger(value, type, path: codingPath) }
-    func decode(_ type: UInt64.Type) throws -> UInt64 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: Double.Type) throws -> Double { try decoder.readDouble(value, path: codingPath) }
+    public func decode(_ type: Float.Type) throws -> Float { try decoder.readFloat(value, path: codingPath) }
+    public func decode(_ type: Int.Type) throws -> Int { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: Int8.Type) throws -> Int8 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: Int16.Type) throws -> Int16 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: Int32.Type) throws -> Int32 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: Int64.Type) throws -> Int64 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: UInt.Type) throws -> UInt { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: UInt8.Type) throws -> UInt8 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: UInt16.Type) throws -> UInt16 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: UInt32.Type) throws -> UInt32 { try decoder.readInteger(value, type, path: codingPath) }
+    public func decode(_ type: UInt64.Type) throws -> UInt64 { try decoder.readInteger(value, type, path: codingPath) }
 
-    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
         // The same value, decoded as another type: no new path element.
         let savedCursor = decoder.cursor, savedDepth = decoder.cursorDepth
         decoder.cursor = value

@@ -19,6 +19,12 @@ import Synchronization
 /// ```
 public final class Engine<Handler: RequestHandler>: Sendable {
     public let configuration: EngineConfiguration
+    /// Identifies this engine's broadcast stream: a random number drawn when
+    /// the engine is created. Sequences start at 1 in every engine, so a
+    /// client that reconnects compares epochs to tell "the same stream,
+    /// resume after my last sequence" from "a new stream (the server
+    /// restarted), start from its beginning". Also on `RequestContext`.
+    public let epoch: StreamEpoch
     private let logger: Logger
     private let counters = EngineCounters()
     private let inbox: Inbox
@@ -35,6 +41,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         self.configuration = configuration
         self.logger = logger
         inbox = try Inbox()
+        epoch = StreamEpoch.random()
     }
 
     /// Binds the socket, starts the loop thread and returns once it serves.
@@ -55,7 +62,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         let startup = StartupHandoff()
         let start = LoopThreadStart(
             configuration: configuration, listener: listener, inbox: inbox, counters: counters,
-            logger: logger, capacity: capacity, handler: handler, startup: startup, stopped: stopped)
+            logger: logger, capacity: capacity, handler: handler, epoch: epoch, startup: startup, stopped: stopped)
         let thread: pthread_t
         switch spawnLoopThread(start) {
         case .success(let spawned):
@@ -111,9 +118,17 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         lifecycle.withLock { $0.ringDescription }
     }
 
+    /// Whether `start(handler:)` succeeded (it stays true after the engine
+    /// stopped; an engine is started at most once).
+    public var hasStarted: Bool {
+        lifecycle.withLock { $0.ringDescription != nil }
+    }
+
     /// Stops accepting, answers what was received, flushes, closes every
-    /// connection and stops the loop thread. Returns when it has stopped.
+    /// connection and stops the loop thread. Returns when it has stopped
+    /// (at once for an engine that never started).
     public func shutdown() async {
+        guard hasStarted else { return }
         requestShutdown()
         await stopped.wait()
         join()
@@ -121,6 +136,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
 
     /// Blocking form of `shutdown()`, for code that is not async.
     public func shutdownAndWait() {
+        guard hasStarted else { return }
         requestShutdown()
         stopped.waitBlocking()
         join()
@@ -132,8 +148,18 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     }
 
     /// Blocks until the engine has stopped (after a shutdown from anywhere).
+    /// Returns at once if it never started.
     public func waitUntilStopped() {
+        guard hasStarted else { return }
         stopped.waitBlocking()
+        join()
+    }
+
+    /// Suspends, without blocking a thread, until the engine has stopped
+    /// (after a shutdown from anywhere). Returns at once if it never started.
+    public func waitForStop() async {
+        guard hasStarted else { return }
+        await stopped.wait()
         join()
     }
 
@@ -206,6 +232,7 @@ private struct LoopThreadStart<Handler: RequestHandler> {
     let logger: Logger
     let capacity: Int
     let handler: Handler
+    let epoch: StreamEpoch
     let startup: StartupHandoff
     let stopped: StopSignal
 
@@ -223,7 +250,7 @@ private struct LoopThreadStart<Handler: RequestHandler> {
             stopped.signal()
             return
         }
-        loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop)
+        loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop, epoch: epoch)
         startup.finish(.success(loop.ringSetup.name))
         loop.run()
         stopped.signal()

@@ -18,10 +18,10 @@ final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
     private let decoder: FastJSONDecoder
     private let context: RequestContext
 
-    init(handler: Handler, loop: EventLoop) {
+    init(handler: Handler, loop: EventLoop, epoch: StreamEpoch) {
         self.handler = handler
         decoder = FastJSONDecoder()
-        context = RequestContext(loop: loop)
+        context = RequestContext(loop: loop, epoch: epoch)
     }
 
     func dispatch(frame: UnsafeRawBufferPointer, connection: Connection, loop: EventLoop) -> Bool {

@@ -8,11 +8,17 @@ public final class RequestContext {
     /// Write the reply frame(s) here, each ending with `newline()`.
     public var response = JSONWriter(capacity: 4096)
 
+    /// The engine's broadcast stream identity (`Engine.epoch`): send it with
+    /// a subscription's first reply so a client that reconnects can tell a
+    /// restarted server, whose sequences began again at 1, from the same one.
+    public let epoch: StreamEpoch
+
     unowned let loop: EventLoop
     private(set) var subscribeAt: UInt64?
 
-    init(loop: EventLoop) {
+    init(loop: EventLoop, epoch: StreamEpoch) {
         self.loop = loop
+        self.epoch = epoch
         connection = ConnectionInfo(id: ConnectionID(slot: 0, generation: 0), peer: PeerCred(pid: 0, uid: 0, gid: 0), groups: [])
     }
 

@@ -4,7 +4,11 @@
 /// handler may keep plain mutable state. It must not block: work that may
 /// (disk, crypto, child processes) returns `.offload` and runs on the
 /// engine's Dispatch pool; its reply still leaves in request order.
-public protocol RequestHandler: AnyObject {
+///
+/// The handler instance never leaves the loop thread, but its type may be
+/// named from any thread (`Engine<Handler>` is `Sendable`), hence
+/// `SendableMetatype`, which every ordinary class satisfies.
+public protocol RequestHandler: AnyObject, SendableMetatype {
     /// The request frames this server understands, decoded from one JSON
     /// line each by the engine's `FastJSONDecoder`.
     associatedtype Request: Decodable

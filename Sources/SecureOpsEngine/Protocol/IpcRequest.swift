@@ -2,7 +2,8 @@
 ///
 /// Internally tagged by `"type"`; unknown fields are ignored and missing
 /// optional fields take their defaults. Decodes through the engine's
-/// `FastJSONDecoder` and, being plain `Decodable`, through Foundation's
+/// `FastJSONDecoder` (as a `FastJSONDecodable`, like any embedder's request
+/// type may) and, being plain `Decodable`, through Foundation's
 /// `JSONDecoder` too.
 public enum IpcRequest: Sendable, Equatable {
     case ping
@@ -65,7 +66,7 @@ public struct AuditOptions: Sendable, Equatable, Codable {
 
 /// An alert as a publisher submits it; the daemon assigns `sequence` and
 /// `timestamp`.
-public struct AlertInput: Sendable, Equatable, Codable {
+public struct AlertInput: Sendable, Equatable, Codable, FastJSONDecodable {
     public var severity: Severity
     public var source: String
     public var message: String
@@ -85,13 +86,12 @@ public struct AlertInput: Sendable, Equatable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
-        // FastJSONDecoder's container is used unboxed (no allocation); the
-        // logic is the same generic code for every decoder.
-        if let fast = decoder as? JSONDecoderImpl {
-            try self.init(container: fast.keyedContainer(keyedBy: CodingKeys.self))
-        } else {
-            try self.init(container: decoder.container(keyedBy: CodingKeys.self))
-        }
+        try self.init(container: decoder.container(keyedBy: CodingKeys.self))
+    }
+
+    /// FastJSONDecoder's path: the same logic over its concrete container.
+    public init(fastJSON decoder: FastJSONValueDecoder) throws {
+        try self.init(container: decoder.keyedContainer(keyedBy: CodingKeys.self))
     }
 
     init<C: KeyedDecodingContainerProtocol>(container: C) throws where C.Key == CodingKeys {
@@ -111,19 +111,18 @@ public struct AlertInput: Sendable, Equatable, Codable {
     }
 }
 
-extension IpcRequest: Decodable {
+extension IpcRequest: FastJSONDecodable {
     enum CodingKeys: String, CodingKey {
         case type, deep, fix, json, reason, since, limit, alert
     }
 
     public init(from decoder: any Decoder) throws {
-        // FastJSONDecoder's container is used unboxed (no allocation); the
-        // logic is the same generic code for every decoder.
-        if let fast = decoder as? JSONDecoderImpl {
-            try self.init(container: fast.keyedContainer(keyedBy: CodingKeys.self))
-        } else {
-            try self.init(container: decoder.container(keyedBy: CodingKeys.self))
-        }
+        try self.init(container: decoder.container(keyedBy: CodingKeys.self))
+    }
+
+    /// FastJSONDecoder's path: the same logic over its concrete container.
+    public init(fastJSON decoder: FastJSONValueDecoder) throws {
+        try self.init(container: decoder.keyedContainer(keyedBy: CodingKeys.self))
     }
 
     init<C: KeyedDecodingContainerProtocol>(container: C) throws where C.Key == CodingKeys {

@@ -23,6 +23,11 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
     public var oversizedFrames: Int?
     public var connectionsRefused: Int?
     public var ioUring: String?
+    /// This daemon run's broadcast stream identity (16 hex digits). Alert
+    /// sequences restart from 1 with a new epoch, so a client reconnecting
+    /// with `since` compares epochs to tell a restart.
+    public var epoch: String?
+    public var frameTimeouts: Int?
 
     public init(
         running: Bool, killed: Bool, killReason: String?, uptimeSecs: Double, pid: Int32, version: String,
@@ -49,6 +54,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         case alertsPublished, alertsRetained, lastSequence, lagEvents, policyVersion
         case connectionCapacity, lagDisconnects, slowDisconnects, completionQueueOverflows
         case receiveBufferExhaustions, malformedFrames, oversizedFrames, connectionsRefused, ioUring
+        case epoch, frameTimeouts
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -75,5 +81,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         try c.encodeIfPresent(oversizedFrames, forKey: .oversizedFrames)
         try c.encodeIfPresent(connectionsRefused, forKey: .connectionsRefused)
         try c.encodeIfPresent(ioUring, forKey: .ioUring)
+        try c.encodeIfPresent(epoch, forKey: .epoch)
+        try c.encodeIfPresent(frameTimeouts, forKey: .frameTimeouts)
     }
 }

@@ -1,5 +1,5 @@
 /// How serious an alert is. The wire spells these in lower case.
-public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
+public enum Severity: String, Sendable, Codable, CaseIterable, Comparable, FastJSONDecodable {
     case info, low, medium, high, critical
 
     // Hand-written: the synthesized one goes through the standard library's
@@ -19,7 +19,11 @@ public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
         try self.init(container: decoder.singleValueContainer())
     }
 
-    /// Shared with FastJSONDecoder, which calls it with its unboxed container.
+    /// FastJSONDecoder's path: the same logic over its concrete container.
+    public init(fastJSON decoder: FastJSONValueDecoder) throws {
+        try self.init(container: decoder.singleValueContainer())
+    }
+
     init<C: SingleValueDecodingContainer>(container: C) throws {
         let text = try container.decode(String.self)
         guard let severity = Severity(rawValue: text) else {

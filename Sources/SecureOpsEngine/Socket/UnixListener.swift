@@ -1,6 +1,7 @@
 import CURing
 import Glibc
 import Logging
+import Synchronization
 
 /// The listening Unix-domain socket: created safely, removed only if ours.
 ///
@@ -16,6 +17,7 @@ struct UnixListener {
     private let inode: UInt64
 
     static let maximumPathBytes = 107
+    private static let umaskLock = Mutex(())
 
     init(path: String, mode: mode_t, directoryMode: mode_t, backlog: Int32, logger: Logger) throws(EngineError) {
         let pathBytes = Array(path.utf8)
@@ -34,15 +36,20 @@ struct UnixListener {
         // The socket gets its final mode at bind time through the umask,
         // instead of a chmod(path) afterwards: chmod follows symlinks, so in
         // a directory others can write, a path swapped for a symlink between
-        // bind and chmod would hand the mode to the symlink's target.
-        let oldMask = umask(~mode & 0o777)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        // bind and chmod would hand the mode to the symlink's target. The
+        // umask is per process: the lock keeps engines starting at the same
+        // time in one process from restoring each other's temporary mask.
+        let (bound, bindErrno) = UnixListener.umaskLock.withLock { _ in
+            let oldMask = umask(~mode & 0o777)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
+            let bindErrno = errno
+            umask(oldMask)
+            return (bound, bindErrno)
         }
-        let bindErrno = errno
-        umask(oldMask)
         guard bound == 0 else {
             Glibc.close(fd)
             if bindErrno == EADDRINUSE { throw .socketInUse(path: path) }
@@ -119,10 +126,13 @@ struct UnixListener {
         try ensureParentDirectory(of: parent, mode: 0o755, logger: logger)
         // The mode comes from the umask at creation (no chmod by path, which
         // would follow a symlink swapped in by someone else).
-        let oldMask = umask(~mode & 0o777)
-        let made = mkdir(parent, mode)
-        let code = errno
-        umask(oldMask)
+        let (made, code) = umaskLock.withLock { _ in
+            let oldMask = umask(~mode & 0o777)
+            let made = mkdir(parent, mode)
+            let code = errno
+            umask(oldMask)
+            return (made, code)
+        }
         if made != 0 && code != EEXIST {
             throw .socketSetup(operation: "mkdir()", path: parent, errno: code)
         }

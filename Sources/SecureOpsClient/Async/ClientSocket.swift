@@ -1,0 +1,196 @@
+import Glibc
+import SecureOpsEngine
+import Synchronization
+
+/// A non-blocking Unix stream socket connected to a server, whose waits go
+/// through `SocketPoller` (so they honour deadlines and task cancellation).
+///
+/// `shutdown()` ends the connection at once (any task waiting on it wakes
+/// and sees the end); the descriptor itself is closed only when the last
+/// user has let go (deinit), so it is never reused under a waiting task.
+final class ClientSocket: Sendable {
+    let fd: Int32
+    let path: String
+    private let isShutDown = Atomic<Bool>(false)
+
+    private init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit {
+        Glibc.close(fd)
+    }
+
+    /// Connects, retrying while the server's accept backlog is full, until
+    /// `deadline`. Errors name the path and what to do.
+    static func connect(to path: String, deadline: UInt64) async throws -> ClientSocket {
+        let bytes = Array(path.utf8)
+        guard bytes.count <= 107 else {
+            throw IpcError.transport("cannot connect to \(path): the path is \(bytes.count) bytes, longer than the 107 a Unix socket address holds")
+        }
+        var delay: UInt64 = 1_000_000
+        while true {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else { throw IpcError.transport("cannot create a socket: \(String(cString: strerror(errno)))") }
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                raw.copyBytes(from: bytes)
+                raw[bytes.count] = 0
+            }
+            let rc = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            if rc == 0 { return ClientSocket(fd: fd, path: path) }
+            let code = errno
+            Glibc.close(fd)
+            // A Unix socket's non-blocking connect fails with EAGAIN while
+            // the listener's backlog is full; anything else is final.
+            guard code == EAGAIN else {
+                throw IpcError.transport("cannot connect to \(path): \(String(cString: strerror(code))) (is secureopsd running? `make run` starts it)")
+            }
+            guard monotonicNanoseconds() < deadline else {
+                throw IpcError.timedOut("connecting to \(path): its accept backlog stayed full")
+            }
+            try await Task.sleep(for: .nanoseconds(Int64(delay)))
+            delay = min(delay * 2, 50_000_000)
+        }
+    }
+
+    /// Ends the connection in both directions now; later reads see the end
+    /// of the stream, later writes fail.
+    func shutdown() {
+        if !isShutDown.exchange(true, ordering: .relaxed) {
+            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        }
+    }
+
+    var wasShutDown: Bool { isShutDown.load(ordering: .relaxed) }
+
+    /// Writes all of `bytes`, waiting for room when the socket is full.
+    func send(_ bytes: [UInt8], deadline: UInt64?) async throws {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + written, $0.count - written, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                written += n
+                continue
+            }
+            let code = errno
+            if n < 0 && code == EINTR { continue }
+            if n < 0 && code == EAGAIN {
+                try await waitReady(.writable, deadline: deadline, what: "writing to \(path)")
+                continue
+            }
+            throw IpcError.transport("write to \(path) failed: \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// Tries once to write without waiting; returns how many bytes went out
+    /// (0 when the socket is full).
+    func sendNow(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        while true {
+            let n = Glibc.send(fd, bytes.baseAddress!, bytes.count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return n }
+            let code = errno
+            if code == EINTR { continue }
+            if code == EAGAIN { return 0 }
+            throw IpcError.transport("write to \(path) failed: \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// Reads what is available into `buffer`, waiting for at least one byte.
+    /// Returns false at the end of the stream.
+    func receive(into buffer: inout FrameBuffer, deadline: UInt64?) async throws -> Bool {
+        while true {
+            switch buffer.fill(from: fd) {
+            case .bytes: return true
+            case .endOfStream: return false
+            case .wouldBlock:
+                try await waitReady(.readable, deadline: deadline, what: "no complete frame from \(path)")
+            case .failed(let code):
+                throw IpcError.transport("read from \(path) failed: \(String(cString: strerror(code)))")
+            }
+        }
+    }
+
+    func waitReady(_ interest: SocketPoller.Interest, deadline: UInt64?, what: String) async throws {
+        do {
+            try await SocketPoller.shared.wait(fd: fd, for: interest, deadline: deadline)
+        } catch is SocketPoller.TimedOut {
+            throw IpcError.timedOut(what)
+        }
+    }
+}
+
+/// Bytes received and not yet handed out as frames. Bounded: a line longer
+/// than `maxFrameBytes` is an error, not a growing buffer.
+struct FrameBuffer {
+    private var bytes: [UInt8] = []
+    private var consumed = 0
+    private var scanned = 0
+    let maxFrameBytes: Int
+
+    init(maxFrameBytes: Int) {
+        self.maxFrameBytes = maxFrameBytes
+        bytes.reserveCapacity(64 << 10)
+    }
+
+    enum Fill {
+        case bytes, endOfStream, wouldBlock
+        case failed(Int32)
+    }
+
+    /// The next whole frame without its newline (and `\r`), skipping empty
+    /// lines; nil until one has arrived. Throws when a line outgrows the
+    /// limit.
+    mutating func nextFrame() throws -> [UInt8]? {
+        while true {
+            guard let newline = bytes[scanned...].firstIndex(of: 0x0A) else {
+                scanned = bytes.count
+                if bytes.count - consumed > maxFrameBytes {
+                    throw IpcError.codec("a frame from the server is longer than \(maxFrameBytes) bytes")
+                }
+                return nil
+            }
+            var end = newline
+            if end > consumed && bytes[end - 1] == 0x0D { end -= 1 }
+            let frame = Array(bytes[consumed..<end])
+            consumed = newline + 1
+            scanned = consumed
+            if consumed == bytes.count {
+                bytes.removeAll(keepingCapacity: true)
+                consumed = 0
+                scanned = 0
+            }
+            if !frame.isEmpty { return frame }
+        }
+    }
+
+    /// One non-blocking `recv` appended at the end.
+    mutating func fill(from fd: Int32) -> Fill {
+        if consumed > 0 && consumed * 2 > bytes.count {
+            bytes.removeFirst(consumed)
+            scanned -= consumed
+            consumed = 0
+        }
+        let chunk = 64 << 10
+        let old = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: chunk))
+        let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + old, chunk, Int32(MSG_DONTWAIT)) }
+        let code = errno
+        bytes.removeLast(chunk - max(0, n))
+        if n > 0 { return .bytes }
+        if n == 0 { return .endOfStream }
+        switch code {
+        case EAGAIN, EINTR: return .wouldBlock
+        // The server closed with our unread input: everything it sent has
+        // been read.
+        case ECONNRESET: return .endOfStream
+        default: return .failed(code)
+        }
+    }
+}
