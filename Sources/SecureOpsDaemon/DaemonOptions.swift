@@ -47,6 +47,7 @@ public struct DaemonOptions: Sendable {
 /// Engine knobs an operator (or a test) may turn from the command line.
 public struct EngineTuning: Sendable {
     public var stuckSendTimeoutSeconds: Double = 10
+    public var frameTimeoutSeconds: Double = 30
     public var retainedBytes = 64 << 20
     public var maxBytesPerSend = 64 << 10
     public var receiveBufferCount = 1024

@@ -1,6 +1,7 @@
 import Dispatch
 import Glibc
 import Logging
+import SecureOpsAuditLog
 import SecureOpsEngine
 
 /// Starts `secureopsd`, serves until SIGTERM/SIGINT, reloads the policy on
@@ -19,6 +20,17 @@ public enum DaemonRunner {
         var logger = Logger(label: "secureopsd")
         logger.logLevel = options.logLevel
 
+        // Socket problems first, before the state directory is touched: a
+        // second daemon holds its audit log locked, and a daemon that cannot
+        // serve has nothing to record.
+        if options.socketPath.utf8.count > 107 {
+            logger.critical("cannot start: \(EngineError.socketPathTooLong(path: options.socketPath, bytes: options.socketPath.utf8.count))")
+            return 1
+        }
+        if DaemonProbe.isServing(socketPath: options.socketPath) {
+            logger.critical("cannot start: \(EngineError.socketInUse(path: options.socketPath))")
+            return 1
+        }
         do {
             try SecureFile.ensureDirectory(options.stateDirectory, mode: 0o700)
         } catch {
@@ -37,8 +49,24 @@ public enum DaemonRunner {
             policy = .builtIn
             logger.info("no policy file: only root and uid \(getuid()) may connect (pass --policy FILE to grant others)")
         }
+        // Without its tamper-evident log the daemon does not start: an
+        // attacker who could break the log and restart the daemon would
+        // otherwise act unrecorded. (Write failures later do not stop it.)
+        let auditLog: AuditLog
+        do {
+            let reportLogger = logger
+            auditLog = try AuditLog.open(directory: options.stateDirectory) { message in reportLogger.error("\(message)") }
+        } catch {
+            logger.critical("cannot start: \(error)")
+            return 1
+        }
+        logAuditLogNotes(auditLog, logger: logger)
 
-        let services = DaemonServices(options: options, policy: policy, logger: logger)
+        let services = DaemonServices(options: options, policy: policy, logger: logger, auditLog: auditLog)
+        // Recorded before the first connection is accepted, so every record
+        // about a request comes after the start it belongs to.
+        let kill = services.killSwitch.current
+        services.trail.daemonStarted(pid: getpid(), version: services.version, policy: policy, options: options, killSwitch: kill)
         var configuration = EngineConfiguration(socketPath: options.socketPath)
         configuration.socketMode = options.socketMode
         configuration.limits = services.engineLimits(for: policy)
@@ -54,24 +82,26 @@ public enum DaemonRunner {
             try engine.start(handler: SecureOpsHandler(services: services))
         } catch {
             logger.critical("cannot start: \(error)")
+            services.trail.daemonFailedToStart(error: "\(error)")
             return 1
         }
-        let kill = services.killSwitch.current
         if kill.killed {
-            logger.warning("kill switch is tripped (\(kill.reason ?? "no reason")); it stays tripped until 'secureopsd reset-kill'")
+            logger.warning("kill switch is tripped (\(kill.reason.map(Printable.escape) ?? "no reason")); it stays tripped until 'secureopsd reset-kill'")
         }
         logger.notice("secureopsd \(services.version) serving", metadata: [
             "socket": "\(options.socketPath)", "pid": "\(getpid())", "policyVersion": "\(policy.version)",
-            "stateDir": "\(options.stateDirectory)",
+            "stateDir": "\(options.stateDirectory)", "auditLog": "\(auditLog.logPath)",
         ])
 
+        var received: Int32 = 0
         while true {
-            var received: Int32 = 0
             guard sigwait(&signals, &received) == 0 else { continue }
             if received == SIGHUP {
                 logger.info("SIGHUP: reloading policy")
+                // The reload reads a file: off this thread, and serialized
+                // with request-driven reloads inside reloadPolicy.
                 DispatchQueue.global().async {
-                    _ = try? services.reloadPolicy()
+                    _ = try? services.reloadPolicy(trigger: .signal)
                 }
                 continue
             }
@@ -80,7 +110,19 @@ public enum DaemonRunner {
         }
         engine.requestShutdown()
         engine.waitUntilStopped()
+        services.trail.daemonStopped(signal: received, uptimeSeconds: services.uptimeSeconds)
         logger.notice("secureopsd stopped")
         return 0
+    }
+
+    private static func logAuditLogNotes(_ log: AuditLog, logger: Logger) {
+        let notes = log.notes
+        if notes.createdKey { logger.notice("created audit log key \(log.keyPath) (mode 0600)") }
+        if let aside = notes.movedAside {
+            logger.error("audit log could not be continued (\(aside.reason)); moved it to \(aside.path) and started a new chain; inspect it with 'secureops verify-log --log \(aside.path) --state-dir \(log.directory)'")
+        }
+        for (path, mode) in notes.loosePermissions {
+            logger.warning("\(path) has mode 0\(String(mode, radix: 8)): others may read or change it; 'secureops audit --fix' or 'chmod 0600 \(path)' repairs it (recorded in the audit log)")
+        }
     }
 }

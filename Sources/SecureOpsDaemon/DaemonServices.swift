@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import Synchronization
+import SecureOpsAuditLog
 import SecureOpsEngine
 
 /// The daemon's shared state: what handlers on the loop thread and work on
@@ -9,19 +10,26 @@ public final class DaemonServices: Sendable {
     public let options: DaemonOptions
     public let logger: Logger
     public let killSwitch: KillSwitch
+    public let trail: AuditTrail
     public let daemonUID: UInt32
     public let startedAt: UInt64
     public let version = "0.1.0"
-    private let policyState: Mutex<Policy>
+    /// The policy in force and its generation (bumped on every applied
+    /// reload, so handlers know to recompute cached grants). One lock, so
+    /// nobody sees a new policy with an old generation or the reverse.
+    private let policyState: Mutex<(policy: Policy, generation: Int)>
+    /// Serializes reloads (SIGHUP and requests may race); held across the
+    /// file read on a Dispatch worker, never on the loop thread.
+    private let reloadLock = Mutex<Void>(())
     private let engineHandle = Mutex<Engine<SecureOpsHandler>?>(nil)
-    private let reloads = Mutex<Int>(0)
 
-    init(options: DaemonOptions, policy: Policy, logger: Logger) {
+    init(options: DaemonOptions, policy: Policy, logger: Logger, auditLog: AuditLog) {
         self.options = options
         self.logger = logger
         daemonUID = getuid()
         startedAt = Self.monotonicNanoseconds()
-        policyState = Mutex(policy)
+        policyState = Mutex((policy, 0))
+        trail = AuditTrail(log: auditLog)
         killSwitch = KillSwitch(stateDirectory: options.stateDirectory) { message in
             logger.error("\(message)")
         }
@@ -36,34 +44,42 @@ public final class DaemonServices: Sendable {
     }
 
     public var policy: Policy {
+        policyState.withLock { $0.policy }
+    }
+
+    /// The policy with its generation, read together.
+    var policyAndGeneration: (policy: Policy, generation: Int) {
         policyState.withLock { $0 }
     }
 
-    /// Bumped on every successful reload, so handlers know to recompute
-    /// cached grants.
-    var policyGeneration: Int {
-        reloads.withLock { $0 }
-    }
-
     /// Re-reads the policy file and swaps it in atomically; on any error the
-    /// old policy stays in force and the error says why.
-    public func reloadPolicy() throws(PolicyLoader.Failure) -> Policy {
-        guard let path = options.policyPath else {
-            logger.info("reloadPolicy: no --policy file configured; the built-in policy stays in force")
-            return policy
+    /// old policy stays in force, the error says why, and the attempt is
+    /// recorded in the audit log either way.
+    public func reloadPolicy(trigger: AuditTrail.ReloadTrigger) throws(PolicyLoader.Failure) -> Policy {
+        try reloadLock.withLock { _ throws(PolicyLoader.Failure) -> Policy in
+            let previous = policy
+            guard let path = options.policyPath else {
+                logger.info("reloadPolicy: no --policy file configured; the built-in policy stays in force")
+                trail.policyUnchanged(trigger: trigger, policy: previous)
+                return previous
+            }
+            let fresh: Policy
+            do throws(PolicyLoader.Failure) {
+                fresh = try PolicyLoader.load(path: path, daemonUID: daemonUID)
+            } catch {
+                logger.error("policy reload rejected, previous policy (version \(previous.version)) stays in force: \(error)")
+                trail.policyRejected(trigger: trigger, kept: previous, error: error.description)
+                throw error
+            }
+            policyState.withLock { $0 = (fresh, $0.generation + 1) }
+            engine?.updateLimits(engineLimits(for: fresh))
+            // Connections the new policy no longer admits are closed now,
+            // subscribers included, not at their next request.
+            engine?.reviewConnections()
+            logger.notice("policy reloaded", metadata: ["version": "\(fresh.version)", "grants": "\(fresh.grants.count)", "path": "\(path)"])
+            trail.policyApplied(trigger: trigger, previous: previous, new: fresh)
+            return fresh
         }
-        let fresh: Policy
-        do {
-            fresh = try PolicyLoader.load(path: path, daemonUID: daemonUID)
-        } catch {
-            logger.error("policy reload rejected, previous policy (version \(policy.version)) stays in force: \(error)")
-            throw error
-        }
-        policyState.withLock { $0 = fresh }
-        reloads.withLock { $0 += 1 }
-        engine?.updateLimits(engineLimits(for: fresh))
-        logger.notice("policy reloaded", metadata: ["version": "\(fresh.version)", "grants": "\(fresh.grants.count)", "path": "\(path)"])
-        return fresh
     }
 
     /// The engine limits a policy implies.
@@ -71,12 +87,15 @@ public final class DaemonServices: Sendable {
         var limits = EngineLimits()
         limits.maxFrameBytes = policy.limits.maxFrameBytes
         limits.maxConnectionsPerUID = policy.limits.maxConnectionsPerUid
+        // The per-uid cap protects against other users, not the operators.
+        limits.uidsExemptFromPerUIDCap = [0, daemonUID]
         limits.retainedFrames = policy.limits.retainedAlerts
         limits.onLag = policy.limits.onLag
         limits.retainedBytes = options.engine.retainedBytes
         limits.maxBytesPerSend = options.engine.maxBytesPerSend
         limits.maxConnections = options.engine.maxConnections
         limits.stuckSendTimeout = .milliseconds(Int64(options.engine.stuckSendTimeoutSeconds * 1000))
+        limits.frameTimeout = .milliseconds(Int64(options.engine.frameTimeoutSeconds * 1000))
         return limits
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import SecureOpsAuditLog
 import SecureOpsClient
 import SecureOpsEngine
 
@@ -249,11 +250,39 @@ struct Reload: ParsableCommand {
 
 struct VerifyLog: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify-log", abstract: "Verify the daemon's signed audit log.")
-    @Option(name: .customLong("state-dir"), help: "The daemon's state directory.")
+        commandName: "verify-log", abstract: "Verify the daemon's signed audit log.",
+        discussion: """
+            Checks every record's HMAC, sequence number and link to the record before it, and the \
+            end of the log against audit.head. Needs the key (audit.key in the state directory), so \
+            run it as root or as the daemon's user. Exit status: 0 intact, 1 tampered or damaged \
+            (the first bad record is named), 2 the log could not be checked.
+            """)
+    @Option(name: .customLong("state-dir"), help: "The daemon's state directory (holds audit.log, audit.key, audit.head).")
     var stateDir: String
+    @Option(help: "Verify this file instead of the state directory's audit.log (e.g. a log moved aside as audit.log.broken-*); its end is not checked against audit.head.")
+    var log: String?
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
 
     func run() throws {
-        fail("verify-log: the signed audit log is not implemented yet", status: 2)
+        let verifier: AuditLogVerifier
+        do {
+            verifier = try AuditLogVerifier.forStateDirectory(stateDir)
+        } catch {
+            fail("verify-log: cannot read the key: \(error)", status: 2)
+        }
+        let logPath = log ?? stateDir + "/" + AuditLogFormat.logFileName
+        let report: AuditLogVerifier.Report
+        do {
+            report = try verifier.verify(logPath: logPath, headPath: log == nil ? stateDir + "/" + AuditLogFormat.headFileName : nil)
+        } catch {
+            fail("verify-log: \(error.code == ENOENT ? "no audit log at \(logPath)" : "\(error)")", status: 2)
+        }
+        if json {
+            print(verifyLogJSON(report))
+        } else {
+            print(verifyLogText(report))
+        }
+        if !report.isIntact { throw ExitCode(1) }
     }
 }

@@ -36,6 +36,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("stuck-send-timeout"), help: "Seconds a send may make no progress before the connection is closed.")
     var stuckSendTimeout: Double = 10
 
+    @Option(name: .customLong("frame-timeout"), help: "Seconds a frame may take to arrive whole after its first byte (slowloris defence).")
+    var frameTimeout: Double = 30
+
     @Option(name: .customLong("max-connections"), help: "Connection cap (default: what RLIMIT_NOFILE allows).")
     var maxConnections: Int?
 
@@ -63,6 +66,7 @@ struct Serve: ParsableCommand {
         }
         var tuning = EngineTuning()
         tuning.stuckSendTimeoutSeconds = stuckSendTimeout
+        tuning.frameTimeoutSeconds = frameTimeout
         tuning.maxConnections = maxConnections
         tuning.retainedBytes = retainedBytes
         tuning.receiveBufferCount = receiveBuffers
@@ -81,7 +85,11 @@ struct Serve: ParsableCommand {
 struct ResetKill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reset-kill",
-        abstract: "Clear a tripped kill switch. The daemon must be stopped.")
+        abstract: "Clear a tripped kill switch. The daemon must be stopped; the reset is recorded in the audit log.",
+        discussion: """
+            Run it as the daemon's user (root for the default state directory). It refuses while \
+            a daemon answers on the socket or holds the state directory's audit log.
+            """)
 
     @Option(name: .customLong("state-dir"), help: "State directory of the daemon.")
     var stateDir: String?
@@ -96,12 +104,35 @@ struct ResetKill: ParsableCommand {
             throw ExitCode(2)
         }
         let directory = stateDir ?? DaemonOptions.defaultStateDirectory()
-        let previous = try KillSwitch.reset(stateDirectory: directory)
-        if let previous, previous.killed {
-            print("kill switch cleared (was tripped\(previous.trippedAt.map { " at \($0)" } ?? ""): \(previous.reason ?? "no reason"))")
+        let outcome: KillSwitchReset.Outcome
+        do {
+            outcome = try KillSwitchReset.run(stateDirectory: directory) { message in
+                FileHandle.standardError.write("secureopsd reset-kill: \(message)\n")
+            }
+        } catch {
+            print(error.description)
+            throw ExitCode(error.exitCode)
+        }
+        if let previous = outcome.previous, previous.killed {
+            print("kill switch cleared (was tripped\(previous.trippedAt.map { " at \($0)" } ?? ""): \(previous.reason.map(Printable.escape) ?? "no reason"))")
         } else {
             print("kill switch was not tripped; nothing to clear")
         }
+        if outcome.recorded {
+            print("recorded in \(outcome.logPath)")
+        } else {
+            print("warning: the reset could not be recorded in \(outcome.logPath); see the error above")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Writes to stderr without Foundation.
+enum FileHandle {
+    case standardError
+    func write(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }
 

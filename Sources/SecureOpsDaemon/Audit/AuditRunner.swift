@@ -11,7 +11,7 @@ struct AuditRunner {
         let started = DaemonServices.realtimeMilliseconds()
         let startedClock = DaemonServices.monotonicNanoseconds()
         var results: [AuditCheckResult] = []
-        let environment = AuditEnvironment(services: services, fix: options.fix)
+        let environment = AuditEnvironment(services: services, fix: options.fix, deep: options.deep)
         for check in AuditChecks.all where options.deep || !check.deepOnly {
             do {
                 let outcome = try check.run(environment)
@@ -30,6 +30,7 @@ struct AuditRunner {
         let durationMs = Int((DaemonServices.monotonicNanoseconds() - startedClock) / 1_000_000)
         let report = AuditReport(startedAt: startedAt, durationMs: durationMs, deep: options.deep, fix: options.fix, checks: results)
         services.logger.info("audit run", metadata: [
+            "fixed": "\(results.filter(\.fixed).map(\.id))",
             "pass": "\(report.summary.pass)", "warn": "\(report.summary.warn)",
             "fail": "\(report.summary.fail)", "error": "\(report.summary.error)",
             "deep": "\(options.deep)", "fix": "\(options.fix)",
@@ -42,6 +43,7 @@ struct AuditRunner {
 struct AuditEnvironment {
     let services: DaemonServices
     let fix: Bool
+    let deep: Bool
     var options: DaemonOptions { services.options }
 }
 
@@ -76,6 +78,7 @@ struct FileFacts {
     var uid: uid_t
     var gid: gid_t
     var isSymlink: Bool
+    var isRegular: Bool
 
     init?(_ path: String) {
         var info = stat()
@@ -84,6 +87,7 @@ struct FileFacts {
         uid = info.st_uid
         gid = info.st_gid
         isSymlink = (info.st_mode & S_IFMT) == S_IFLNK
+        isRegular = (info.st_mode & S_IFMT) == S_IFREG
     }
 
     var octal: String { "0" + String(mode, radix: 8) }

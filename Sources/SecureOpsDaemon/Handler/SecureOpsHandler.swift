@@ -26,29 +26,46 @@ public final class SecureOpsHandler: RequestHandler {
 
     // MARK: - Authorization
 
+    /// Connections this handler refused, so `connectionClosed` can tell
+    /// them from ones the engine refused (per-uid cap) for the audit log.
+    private var refusedByPolicy: Set<ConnectionID> = []
+
     public func admit(_ connection: ConnectionInfo) -> Admission {
         let verbs = allowedVerbs(connection)
         guard verbs.isEmpty else { return .admit }
         let policy = services.policy
+        refusedByPolicy.insert(connection.id)
         services.logger.notice("refused connection: peer allowed nothing", metadata: ["peer": "\(connection.peer)", "policyVersion": "\(policy.version)"])
-        return .refuse("not authorized: uid \(connection.peer.uid) may not use this socket (policy version \(policy.version) grants it nothing); ask an administrator for a grant in \(policy.path ?? "the policy file")")
+        services.trail.connectionRefused(peer: connection.peer, reason: "policy version \(policy.version) grants this peer nothing")
+        return .refuse(Self.grantedNothingMessage(connection.peer, policy: policy))
+    }
+
+    static func grantedNothingMessage(_ peer: PeerCred, policy: Policy) -> String {
+        "not authorized: uid \(peer.uid) may not use this socket (policy version \(policy.version) grants it nothing); ask an administrator for a grant in \(policy.path ?? "the policy file")"
     }
 
     private func allowedVerbs(_ connection: ConnectionInfo) -> VerbSet {
         let peer = connection.peer
         if peer.isAuthorized(daemonUID: services.daemonUID) { return .all }
-        let generation = services.policyGeneration
+        let (policy, generation) = services.policyAndGeneration
         if let cached = grants[connection.id], cached.generation == generation { return cached.verbs }
-        let verbs = services.policy.allowedVerbs(for: peer, groups: connection.groups, daemonUID: services.daemonUID)
+        let verbs = policy.allowedVerbs(for: peer, groups: connection.groups, daemonUID: services.daemonUID)
         grants[connection.id] = CachedGrant(verbs: verbs, generation: generation)
         return verbs
     }
 
     public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {
         grants[connection.id] = nil
+        let refusedHere = refusedByPolicy.remove(connection.id) != nil
         switch reason {
         case .lagged, .stuckSend:
             services.logger.warning("subscriber cut off", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
+            services.trail.subscriberCutOff(peer: connection.peer, reason: reason)
+        case .refused:
+            // Refused by the engine before `admit` ran: the per-uid cap.
+            if !refusedHere {
+                services.trail.connectionRefused(peer: connection.peer, reason: "per-uid connection cap (limits.maxConnectionsPerUid) reached")
+            }
         default:
             break
         }
@@ -59,8 +76,16 @@ public final class SecureOpsHandler: RequestHandler {
     public func handle(_ request: IpcRequest, context: RequestContext) throws -> Reply {
         let verbs = allowedVerbs(context.connection)
         guard verbs.contains(request.verb) else {
-            services.logger.notice("denied request", metadata: ["peer": "\(context.connection.peer)", "verb": "\(request.verb.rawValue)"])
-            throw IpcError.unauthorized("uid \(context.connection.peer.uid) may not use \"\(request.verb.rawValue)\" (allowed: \(verbs.description))")
+            let peer = context.connection.peer
+            services.logger.notice("denied request", metadata: ["peer": "\(peer)", "verb": "\(request.verb.rawValue)"])
+            services.trail.denied(peer: peer, verb: request.verb)
+            if verbs.isEmpty {
+                // A reload took every grant away: like a refused peer, one
+                // error and the connection is closed.
+                writeError(Self.grantedNothingMessage(peer, policy: services.policy), into: &context.response)
+                return .respondAndClose
+            }
+            throw IpcError.unauthorized("uid \(peer.uid) may not use \"\(request.verb.rawValue)\" (allowed: \(verbs.description))")
         }
         switch request {
         case .ping:
@@ -87,14 +112,17 @@ public final class SecureOpsHandler: RequestHandler {
             return kill(reason: reason, peer: context.connection.peer)
         case .audit(let options):
             let services = self.services
+            let peer = context.connection.peer
             return .offload {
                 let report = AuditRunner(services: services, options: options).run()
+                services.trail.auditRun(report, peer: peer)
                 return try OffloadedReply.writing { try OkFrame.write(report, into: &$0) }
             }
         case .reloadPolicy:
             let services = self.services
+            let peer = context.connection.peer
             return .offload {
-                let policy = try services.reloadPolicy()
+                let policy = try services.reloadPolicy(trigger: .request(peer))
                 return OffloadedReply.writing { writer in
                     writeOk(into: &writer) { writer in
                         writer.key("policyVersion")
@@ -147,8 +175,10 @@ public final class SecureOpsHandler: RequestHandler {
             }
             let sequence = services.broadcastKillAlert(reason: reason, peer: peer)
             services.logger.critical("kill switch tripped", metadata: [
-                "reason": "\(reason ?? "none")", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "alert": "\(sequence)",
+                "reason": "\(reason.map(Printable.escape) ?? "none")", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "alert": "\(sequence)",
             ])
+            // On disk (fsync'd) before the caller hears "ok".
+            services.trail.killed(reason: reason, peer: peer, alertSequence: sequence, persisted: persisted)
             services.runOnKillCommand(reason: reason, peer: peer)
             return OffloadedReply.writing { writer in
                 writeOk(into: &writer) { writer in
@@ -165,7 +195,7 @@ public final class SecureOpsHandler: RequestHandler {
         }
     }
 
-    private func status(_ statistics: EngineStatistics) -> MonitorStatus {
+    private func status(_ statistics: EngineStatistics) -> DaemonStatus {
         let kill = services.killSwitch.current
         var status = MonitorStatus(
             running: true, killed: kill.killed, killReason: kill.reason, uptimeSecs: (services.uptimeSeconds * 1000).rounded() / 1000,
@@ -182,7 +212,9 @@ public final class SecureOpsHandler: RequestHandler {
         status.oversizedFrames = statistics.oversizedFrames
         status.connectionsRefused = statistics.connectionsRefused
         status.ioUring = services.engine?.ringDescription
-        return status
+        status.epoch = services.engine?.epoch.description
+        status.frameTimeouts = statistics.frameTimeouts
+        return DaemonStatus(status, auditLog: services.trail.health)
     }
 }
 

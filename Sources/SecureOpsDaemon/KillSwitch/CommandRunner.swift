@@ -1,5 +1,7 @@
 import Dispatch
 import Glibc
+import Logging
+import SecureOpsAuditLog
 import SecureOpsEngine
 
 /// Runs a configured command: argv as given (no shell, no PATH lookup), a
@@ -86,24 +88,30 @@ public enum CommandRunner {
 }
 
 extension DaemonServices {
-    /// Starts the policy's `onKill` command on the Dispatch pool and logs how
-    /// it ended. Does not delay the reply to `kill`.
+    /// Starts the policy's `onKill` command on the Dispatch pool, then logs
+    /// and records how it ended. Does not delay the reply to `kill`.
     func runOnKillCommand(reason: String?, peer: PeerCred) {
         guard let command = policy.onKill else { return }
         let logger = self.logger
+        let trail = self.trail
+        logger.notice("running onKill command", metadata: ["command": "\(command.command)", "timeoutSecs": "\(command.timeoutSecs)"])
         DispatchQueue.global().async {
             let environment = [
-                "SECUREOPS_KILL_REASON=\(reason ?? "")",
+                "SECUREOPS_KILL_REASON=\(AuditText.clip(reason ?? ""))",
                 "SECUREOPS_KILL_UID=\(peer.uid)",
                 "SECUREOPS_KILL_PID=\(peer.pid)",
             ]
+            let started = DaemonServices.monotonicNanoseconds()
             let outcome = CommandRunner.run(command.command, environment: environment, timeoutSeconds: command.timeoutSecs)
+            let milliseconds = Int((DaemonServices.monotonicNanoseconds() - started) / 1_000_000)
+            let metadata: Logger.Metadata = ["command": "\(command.command)", "outcome": "\(outcome)", "durationMs": "\(milliseconds)"]
             switch outcome {
             case .exited(0):
-                logger.notice("onKill command finished", metadata: ["command": "\(command.command)", "outcome": "\(outcome)"])
+                logger.notice("onKill command finished", metadata: metadata)
             default:
-                logger.error("onKill command failed", metadata: ["command": "\(command.command)", "outcome": "\(outcome)"])
+                logger.error("onKill command failed", metadata: metadata)
             }
+            trail.onKillFinished(command: command.command, outcome: outcome, milliseconds: milliseconds, timeoutSecs: command.timeoutSecs)
         }
     }
 }

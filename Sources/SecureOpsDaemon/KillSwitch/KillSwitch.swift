@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import SecureOpsAuditLog
 import SecureOpsEngine
 
 /// The kill switch: once tripped it stays tripped, across restarts, until an
@@ -53,7 +54,9 @@ public final class KillSwitch: Sendable {
         var writer = JSONWriter()
         writer.timestamp(millisecondsSinceEpoch: timestampMilliseconds)
         let at = String(decoding: writer.bytes.dropFirst().dropLast(), as: UTF8.self)
-        let tripped = State(killed: true, reason: reason, trippedAt: at, uid: peer.uid, pid: peer.pid)
+        // Clipped: the state file is read back with a size limit, and a
+        // reason is for people, not for bulk data.
+        let tripped = State(killed: true, reason: reason.map { AuditText.clip($0) }, trippedAt: at, uid: peer.uid, pid: peer.pid)
         try SecureFile.writeAtomically(try FastJSONEncoder().encode(tripped), to: path)
         state.withLock { $0 = tripped }
         return tripped
@@ -63,7 +66,11 @@ public final class KillSwitch: Sendable {
     /// state that was cleared.
     public static func reset(stateDirectory: String) throws -> State? {
         let path = path(stateDirectory: stateDirectory)
-        let previous = try SecureFile.read(path).flatMap { try? FastJSONDecoder().decode(State.self, from: $0) }
+        // A corrupt file counted as tripped (fail closed); say so, not "clear".
+        let previous = try SecureFile.read(path).map { bytes in
+            (try? FastJSONDecoder().decode(State.self, from: bytes))
+                ?? State(killed: true, reason: "the kill-switch state file was corrupt (treated as tripped)", trippedAt: nil, uid: nil, pid: nil)
+        }
         if unlink(path) != 0 && errno != ENOENT {
             throw SecureFile.Failure(operation: "unlink", path: path, code: errno)
         }

@@ -8,6 +8,11 @@ public enum PolicyLoader {
         public var path: String
         public var reason: String
         public var description: String { "policy \(path): \(reason)" }
+
+        public init(path: String, reason: String) {
+            self.path = path
+            self.reason = reason
+        }
     }
 
     public static func load(path: String, daemonUID: UInt32 = getuid()) throws(Failure) -> Policy {
@@ -53,6 +58,9 @@ public enum PolicyLoader {
             throw Failure(path: path, reason: "is writable by group or others (mode 0\(String(info.st_mode & 0o7777, radix: 8))); run 'chmod go-w \(path)'")
         }
         guard info.st_size <= 1 << 20 else { throw Failure(path: path, reason: "is larger than 1 MiB") }
+        if let problem = directoryProblem(parentDirectory(of: path), daemonUID: daemonUID) {
+            throw Failure(path: path, reason: problem)
+        }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var filled = 0
         while filled < bytes.count {
@@ -62,6 +70,22 @@ public enum PolicyLoader {
             filled += n
         }
         return Array(bytes[0..<filled])
+    }
+
+    /// Whether someone other than root or the daemon's user could replace
+    /// a file in `directory` (rename over it): the file's own mode would
+    /// not matter then. A sticky directory (like /tmp) protects files
+    /// owned by root or the daemon's user.
+    public static func directoryProblem(_ directory: String, daemonUID: UInt32) -> String? {
+        var info = stat()
+        guard stat(directory, &info) == 0 else { return nil } // the open already succeeded
+        if info.st_uid != 0 && info.st_uid != daemonUID {
+            return "its directory \(directory) is owned by uid \(info.st_uid), who could replace the file; keep the policy in a directory owned by root"
+        }
+        if info.st_mode & (S_IWGRP | S_IWOTH) != 0 && info.st_mode & S_ISVTX == 0 {
+            return "its directory \(directory) is writable by group or others (mode 0\(String(info.st_mode & 0o7777, radix: 8))), who could replace the file; run 'chmod go-w \(directory)'"
+        }
+        return nil
     }
 
     static func resolve(_ document: PolicyDocument, path: String) throws(Failure) -> Policy {

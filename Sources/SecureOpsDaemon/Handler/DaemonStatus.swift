@@ -1,0 +1,29 @@
+import SecureOpsAuditLog
+import SecureOpsEngine
+
+/// `status` as the daemon answers it: the engine's `MonitorStatus` plus
+/// the audit log's health (additive fields, WIRE.md allows them).
+struct DaemonStatus: Encodable {
+    var base: MonitorStatus
+    var auditLog: AuditLog.Health
+
+    init(_ base: MonitorStatus, auditLog: AuditLog.Health) {
+        self.base = base
+        self.auditLog = auditLog
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case auditLogHealthy, auditLogError, auditLogRecords, auditLogLost
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try base.encode(to: encoder)
+        // Asking the same encoder for a keyed container again continues
+        // the same object.
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(auditLog.healthy, forKey: .auditLogHealthy)
+        try c.encodeIfPresent(auditLog.lastError, forKey: .auditLogError)
+        try c.encode(auditLog.records, forKey: .auditLogRecords)
+        try c.encode(auditLog.lost, forKey: .auditLogLost)
+    }
+}

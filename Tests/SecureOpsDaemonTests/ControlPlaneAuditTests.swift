@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+import SecureOpsClient
+import SecureOpsEngine
+
+/// The audit checks against real files, sockets and kernel state: what
+/// each reports, `deep`, `fix`, and a check that throws.
+@Suite("Control plane: audit checks")
+struct ControlPlaneAuditTests {
+    static let checkIDs = [
+        "socket-permissions", "socket-directory", "state-directory", "audit-log-files", "audit-log-chain", "policy-file",
+        "descriptor-limit", "io-uring", "privileges", "kill-switch", "onkill-command",
+    ]
+
+    func check(_ report: AuditReport, _ id: String) throws -> AuditCheckResult {
+        try #require(report.checks.first { $0.id == id }, "no check \(id) in \(report.checks.map(\.id))")
+    }
+
+    @Test func everyCheckRunsAndTheDeepRunVerifiesTheWholeChainAndProbesIoUring() throws {
+        let daemon = try DaemonProcess()
+        let connection = try daemon.connect()
+        let quick = try connection.audit()
+        #expect(quick.checks.map(\.id) == Self.checkIDs)
+        #expect(quick.deep == false)
+        #expect(try check(quick, "audit-log-chain").detail.contains("tail verifies"))
+        #expect(try check(quick, "state-directory").status == .pass)
+        #expect(try check(quick, "audit-log-files").status == .pass)
+        #expect(try check(quick, "kill-switch").status == .pass)
+        #expect(try check(quick, "onkill-command").status == .skipped)
+
+        let deep = try connection.audit(AuditOptions(deep: true))
+        #expect(deep.deep)
+        let chain = try check(deep, "audit-log-chain")
+        #expect(chain.status == .pass)
+        #expect(chain.detail.contains("records verify (MACs, sequence, chain, head at seq"), "got \(chain.detail)")
+        let ring = try check(deep, "io-uring")
+        #expect(ring.detail.contains("probed: ACCEPT, RECV, SENDMSG, READ, ASYNC_CANCEL, PROVIDE_BUFFERS supported"), "got \(ring.detail)")
+        #expect(ring.detail.contains("kernel "))
+    }
+
+    @Test func theDeepRunCatchesAnEditInTheMiddleOfTheLiveLogThatTheTailCheckCannotSee() throws {
+        let daemon = try DaemonProcess()
+        let connection = try daemon.connect()
+        _ = try connection.kill(reason: "aaaa")
+        _ = try connection.reloadPolicy()
+        // Same size, same file: overwrite one byte of the kill reason in place.
+        let log = daemon.stateDirectory + "/audit.log"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: log))
+        let offset = try #require(bytes.range(of: Data("aaaa".utf8))).lowerBound
+        let fd = open(log, O_WRONLY)
+        #expect(pwrite(fd, "b", 1, off_t(offset)) == 1)
+        close(fd)
+
+        #expect(try check(try connection.audit(), "audit-log-chain").status == .pass)
+        let deep = try check(try connection.audit(AuditOptions(deep: true)), "audit-log-chain")
+        #expect(deep.status == .fail)
+        #expect(deep.detail.contains("line 2 (seq 2): MAC mismatch"), "got \(deep.detail)")
+    }
+
+    @Test func theTailCheckNoticesALogReplacedBehindTheDaemonsBack() throws {
+        let daemon = try DaemonProcess()
+        let log = daemon.stateDirectory + "/audit.log"
+        try FileManager.default.moveItem(atPath: log, toPath: log + ".old")
+        try FileManager.default.copyItem(atPath: log + ".old", toPath: log)
+        let chain = try check(try daemon.connect().audit(), "audit-log-chain")
+        #expect(chain.status == .fail)
+        #expect(chain.detail.contains("is not the file the daemon writes to: it was replaced"), "got \(chain.detail)")
+    }
+
+    @Test func fixRepairsAWorldWritableSocketAndAnOpenStateDirectoryAndSaysSo() throws {
+        let daemon = try DaemonProcess()
+        chmod(daemon.socketPath, 0o666)
+        chmod(daemon.stateDirectory, 0o755)
+        let connection = try daemon.connect()
+        let before = try connection.audit()
+        #expect(try check(before, "socket-permissions").status == .fail)
+        #expect(try check(before, "socket-permissions").detail.contains("is world-writable (0666) but configured 0660"))
+        #expect(try check(before, "state-directory").status == .fail)
+        #expect(before.summary.fail == 2)
+
+        let (status, table) = try run(DaemonProcess.cliPath, ["audit", "--fix", "--socket", daemon.socketPath])
+        #expect(status == 0, "\(table)")
+        #expect(table.contains("PASS (fixed)  high      socket-permissions"), "got \(table)")
+        #expect(table.contains("had mode 0666; reset to the configured 0660"))
+        #expect(table.contains("had mode 0755; reset to 0700"))
+        #expect(table.contains("11 checks in "))
+        #expect(fileMode(daemon.socketPath) == 0o660)
+        #expect(fileMode(daemon.stateDirectory) == 0o700)
+
+        let after = try connection.audit()
+        #expect(after.checks.allSatisfy { !$0.fixed })
+        #expect(after.summary.fail == 0)
+        let runs = try auditFields(daemon.stateDirectory, event: "audit-run")
+        #expect(runs.contains { $0["fixed"] == .array([.string("socket-permissions"), .string("state-directory")]) })
+    }
+
+    @Test func aCheckThatThrowsBecomesErrorAndTheRestStillRun() throws {
+        let daemon = try DaemonProcess()
+        let connection = try daemon.connect()
+        unlink(daemon.socketPath) // the listener lives on; the path is gone
+        let report = try connection.audit()
+        let socket = try check(report, "socket-permissions")
+        #expect(socket.status == .error)
+        #expect(socket.detail == "check failed to run: cannot stat \(daemon.socketPath): No such file or directory")
+        #expect(report.checks.count == Self.checkIDs.count)
+        #expect(report.summary.error == 1)
+    }
+
+    @Test func theOnKillCheckFailsForACommandOthersCanChange() throws {
+        let directory = try makeTemporaryDirectory("secureops-test")
+        let program = directory + "/stop-agent"
+        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
+        chmod(program, 0o777)
+        let daemon = try DaemonProcess(
+            policy: #"{"version": 2, "grants": [], "onKill": {"command": ["\#(program)"], "timeoutSecs": 5}}"#, directory: directory)
+        let connection = try daemon.connect()
+        let open = try check(try connection.audit(), "onkill-command")
+        #expect(open.status == .fail)
+        #expect(open.detail.contains("is writable by group or others (0777): anyone could change what kill runs"))
+        chmod(program, 0o755)
+        let tight = try check(try connection.audit(), "onkill-command")
+        #expect(tight.status == .pass, "\(tight.detail)")
+        unlink(program)
+        let missing = try check(try connection.audit(), "onkill-command")
+        #expect(missing.status == .fail)
+        #expect(missing.detail.contains("is not executable: No such file or directory; kill would not stop anything"))
+    }
+
+    @Test func theDescriptorCheckWarnsWhenGrantedUsersHaveNoPerUidCap() throws {
+        let uncapped = try DaemonProcess(policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["ping"]}]}"#)
+        let warned = try check(try uncapped.connect().audit(), "descriptor-limit")
+        #expect(warned.status == .warn)
+        #expect(warned.detail.contains("no limits.maxConnectionsPerUid: one granted user can take every slot"), "got \(warned.detail)")
+        let capped = try DaemonProcess(policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["ping"]}], "limits": {"maxConnectionsPerUid": 64}}"#)
+        let passed = try check(try capped.connect().audit(), "descriptor-limit")
+        #expect(passed.status == .pass, "\(passed.detail)")
+        #expect(passed.detail.contains("per-uid cap 64"))
+    }
+
+    @Test func theKillSwitchCheckWarnsWhileTrippedAndSaysHowToClearIt() throws {
+        let daemon = try DaemonProcess()
+        let connection = try daemon.connect()
+        _ = try connection.kill(reason: "drill")
+        let killed = try check(try connection.audit(), "kill-switch")
+        #expect(killed.status == .warn)
+        #expect(killed.detail.contains("by uid \(getuid()): drill; clear it with 'secureopsd reset-kill --state-dir \(daemon.stateDirectory)'"))
+    }
+}

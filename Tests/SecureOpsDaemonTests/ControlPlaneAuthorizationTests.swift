@@ -1,0 +1,196 @@
+import Foundation
+import Testing
+import SecureOpsClient
+import SecureOpsEngine
+
+/// Who may do what, from SO_PEERCRED and the policy file, with a real
+/// second uid (65534 via setpriv) on a socket of mode 0666 in a test
+/// directory; policy reloads by request and by SIGHUP; the per-uid cap.
+@Suite("Control plane: authorization and policy")
+struct ControlPlaneAuthorizationTests {
+    static func policy(version: Int = 2, grants: String, limits: String? = nil) -> String {
+        #"{"version": \#(version), "grants": [\#(grants)]"# + (limits.map { #", "limits": \#($0)"# } ?? "") + "}"
+    }
+
+    func daemon(_ policy: String) throws -> DaemonProcess {
+        try DaemonProcess(policy: policy, socketMode: "0666", reachableByOtherUsers: true)
+    }
+
+    @Test func anUnlistedUidGetsOneErrorAndIsDisconnected() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 12345, "allow": ["*"]}"#))
+        let replies = try SecondUser.exchange(daemon.socketPath, [#"{"type":"ping"}"#, #"{"type":"ping"}"#])
+        #expect(replies.count == 2, "got \(replies)")
+        #expect(replies.first?.hasPrefix(#"{"type":"err","message":"not authorized: uid 65534 may not use this socket (policy version 2 grants it nothing)"#) == true, "got \(replies)")
+        #expect(replies.last == "EOF")
+        let refused = try waitForAuditRecord(daemon.stateDirectory, event: "connection-refused")
+        #expect(refused.first?.int("uid") == 65534)
+    }
+
+    @Test func grantedVerbsAreAnsweredOthersDeniedAndTheConnectionStaysOpen() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping", "status", "subscribe", "alerts"]}"#))
+        let replies = try SecondUser.exchange(daemon.socketPath, [
+            #"{"type":"ping"}"#, #"{"type":"kill","reason":"not yours"}"#, #"{"type":"reloadPolicy"}"#,
+            #"{"type":"publish","alert":{"severity":"high","source":"s","message":"m"}}"#, #"{"type":"status"}"#,
+        ])
+        #expect(replies.count == 6, "got \(replies)")
+        guard replies.count == 6 else { return }
+        #expect(replies[0] == #"{"type":"ok"}"#)
+        #expect(replies[1] == #"{"type":"err","message":"not authorized: uid 65534 may not use \"kill\" (allowed: ping, status, subscribe, alerts)"}"#)
+        #expect(replies[2].contains(#"may not use \"reloadPolicy\""#))
+        #expect(replies[3].contains(#"may not use \"publish\""#))
+        #expect(replies[4].hasPrefix(#"{"type":"ok","running":true,"killed":false"#))
+        #expect(replies[5] == "OPEN")
+        // The denied kill did nothing, and each denial is on record.
+        #expect(try daemon.connect().status().killed == false)
+        try waitUntil("three denied records") { try auditFields(daemon.stateDirectory, event: "denied").count == 3 }
+        let denied = try auditFields(daemon.stateDirectory, event: "denied")
+        #expect(denied.map { $0.string("verb") } == ["kill", "reloadPolicy", "publish"])
+        #expect(denied.allSatisfy { $0.int("uid") == 65534 && $0.int("pid") != nil })
+    }
+
+    @Test func aGroupGrantMatchesASupplementaryGroupFromTheKernel() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"gid": 100, "allow": ["ping"]}"#))
+        let member = try SecondUser.exchange(daemon.socketPath, [#"{"type":"ping"}"#], groups: [100])
+        #expect(member == [#"{"type":"ok"}"#, "OPEN"])
+        let outsider = try SecondUser.exchange(daemon.socketPath, [#"{"type":"ping"}"#])
+        #expect(outsider.first?.contains("grants it nothing") == true, "got \(outsider)")
+        #expect(outsider.last == "EOF")
+    }
+
+    @Test func aGroupNamedInThePolicyIsResolvedThroughNSS() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"group": "nogroup", "allow": ["status"]}"#))
+        let replies = try SecondUser.exchange(daemon.socketPath, [#"{"type":"status"}"#, #"{"type":"ping"}"#])
+        #expect(replies.count == 3, "got \(replies)")
+        #expect(replies.first?.hasPrefix(#"{"type":"ok","running":true"#) == true)
+        #expect(replies.dropFirst().first?.contains(#"may not use \"ping\" (allowed: status)"#) == true)
+    }
+
+    @Test func deniedRequestsAreRecordedAtMostTenPerUidPerMinuteAndTheRestSummarized() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        let replies = try SecondUser.exchange(daemon.socketPath, Array(repeating: #"{"type":"audit"}"#, count: 25))
+        #expect(replies.filter { $0.contains(#"may not use \"audit\""#) }.count == 25)
+        try daemon.stop()
+        let denied = try auditFields(daemon.stateDirectory, event: "denied")
+        #expect(denied.count == 10)
+        let summary = try auditFields(daemon.stateDirectory, event: "denied-suppressed")
+        #expect(summary.count == 1)
+        #expect(summary.first?.int("uid") == 65534)
+        #expect(summary.first?.int("count") == 15)
+    }
+
+    @Test func aReloadThatRemovesEveryGrantClosesAnOpenConnectionAtItsNextRequest() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        let held = try SecondUser.start(daemon.socketPath, [#"{"type":"ping"}"#, "@hold=3", #"{"type":"ping"}"#])
+        // The polling connection plus the held one: admitted under version 2.
+        _ = try daemon.waitForStatus { $0.connections >= 2 }
+        try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"uid": 12345, "allow": ["ping"]}"#))
+        #expect(try daemon.connect().reloadPolicy() == 3)
+        let replies = SecondUser.output(of: held)
+        #expect(replies.contains { $0.contains("not authorized: uid 65534 may not use this socket (policy version 3 grants it nothing)") }, "got \(replies)")
+        #expect(replies.last == "EOF")
+    }
+
+    // MARK: - Reloads
+
+    @Test func reloadingAGoodFileAppliesItAtOnceAndStatusReportsItsVersion() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        #expect(try SecondUser.exchange(daemon.socketPath, [#"{"type":"status"}"#]).first?.contains("may not use") == true)
+        try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"user": "nobody", "allow": ["ping", "status"]}"#))
+        let (status, output) = try run(DaemonProcess.cliPath, ["reload", "--socket", daemon.socketPath])
+        #expect(status == 0)
+        #expect(output == "policy version 3 in force\n")
+        #expect(try SecondUser.exchange(daemon.socketPath, [#"{"type":"status"}"#]).first?.contains(#""policyVersion":3"#) == true)
+        #expect(try daemon.connect().status().policyVersion == 3)
+        let reloads = try auditFields(daemon.stateDirectory, event: "policy-reload")
+        #expect(reloads.count == 1)
+        #expect(reloads.first?.string("result") == "applied")
+        #expect(reloads.first?.int("previousVersion") == 2)
+        #expect(reloads.first?.int("version") == 3)
+        #expect(reloads.first?.string("trigger") == "reloadPolicy")
+    }
+
+    /// Each broken file is refused with a message that names the problem;
+    /// the old policy keeps working and the rejection is on record.
+    @Test(arguments: [
+        (#"{"version": 3, "grants": [{"uid": 65534, "allow": ["ping", "reboot"]}]}"#, #"grants[0].allow: unknown verb "reboot""#),
+        (#"{"version": 3, "grants": [], "owner": "me"}"#, #"owner: unknown key "owner"; expected one of version, grants, limits, onKill"#),
+        (#"{"version": 3, "grants": [{"uid": "65534", "allow": ["ping"]}]}"#, "grants[0].uid: expected an integer"),
+        (#"{"version": 3, "grants": [{"user": "no-such-user-here", "allow": ["ping"]}]}"#, #"grants[0].user: no user named "no-such-user-here""#),
+        (#"{"version": 3, "grants": [{"group": "no-such-group-here", "allow": ["ping"]}]}"#, #"grants[0].group: no group named "no-such-group-here""#),
+        (#"{"version": 3, "grants": [], "limits": {"onLag": "drop"}}"#, #"limits.onLag: expected one of skip, disconnect, found "drop""#),
+        (#"{"version": 3, "grants": [{"uid": 65534, "allow": ["ping"]}"#, "at byte 59 in grants: unexpected end of input"),
+    ])
+    func reloadingABrokenFileKeepsTheOldPolicyAndSaysWhy(file: String, message: String) throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        try replacePolicy(daemon.policyPath, with: file)
+        let connection = try daemon.connect()
+        let error = #expect(throws: IpcError.self) { _ = try connection.reloadPolicy() }
+        #expect("\(error.map(String.init(describing:)) ?? "")".contains(message), "got \(String(describing: error))")
+        #expect("\(error.map(String.init(describing:)) ?? "")".contains(daemon.policyPath))
+        #expect(try connection.status().policyVersion == 2)
+        #expect(try SecondUser.exchange(daemon.socketPath, [#"{"type":"ping"}"#]) == [#"{"type":"ok"}"#, "OPEN"])
+        let rejected = try auditFields(daemon.stateDirectory, event: "policy-reload")
+        #expect(rejected.first?.string("result") == "rejected")
+        #expect(rejected.first?.int("keptVersion") == 2)
+        #expect(rejected.first?.string("error")?.contains(daemon.policyPath) == true)
+    }
+
+    @Test func aPolicyFileWritableByOthersIsRefusedAtReload() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"uid": 65534, "allow": ["*"]}"#))
+        chmod(daemon.policyPath, 0o666)
+        let error = #expect(throws: IpcError.self) { _ = try daemon.connect().reloadPolicy() }
+        #expect(error.map(String.init(describing:))?.contains("is writable by group or others (mode 0666); run 'chmod go-w \(daemon.policyPath)'") == true, "got \(String(describing: error))")
+        #expect(try daemon.connect().status().policyVersion == 2)
+    }
+
+    @Test func sighupReloadsThePolicyAndARejectedOneIsLoggedAndRecorded() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"uid": 65534, "allow": ["ping", "status"]}"#))
+        kill(daemon.pid, SIGHUP)
+        _ = try daemon.waitForStatus { $0.policyVersion == 3 }
+        #expect(try SecondUser.exchange(daemon.socketPath, [#"{"type":"status"}"#]).first?.hasPrefix(#"{"type":"ok""#) == true)
+
+        try replacePolicy(daemon.policyPath, with: #"{"version": 4, "grants": [{"uid": 65534, "allow": ["fly"]}]}"#)
+        kill(daemon.pid, SIGHUP)
+        try waitUntil("the rejection in the daemon's log") { daemon.log.contains("policy reload rejected, previous policy (version 3) stays in force") }
+        #expect(daemon.log.contains(#"unknown verb "fly""#))
+        #expect(try daemon.connect().status().policyVersion == 3)
+        let reloads = try auditFields(daemon.stateDirectory, event: "policy-reload")
+        #expect(reloads.map { $0.string("result") } == ["applied", "rejected"])
+        #expect(reloads.allSatisfy { $0.string("trigger") == "SIGHUP" })
+    }
+
+    @Test func theFrameLimitFromAReloadedPolicyAppliesToNewConnections() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        let frame = #"{"type":"ping","pad":""# + String(repeating: "a", count: 200) + #""}"#
+        #expect(try SecondUser.exchange(daemon.socketPath, [frame]) == [#"{"type":"ok"}"#, "OPEN"])
+        let before = try RawClient(path: daemon.socketPath) // opened under the old limit
+        try replacePolicy(daemon.policyPath, with: Self.policy(
+            version: 3, grants: #"{"uid": 65534, "allow": ["ping"]}"#, limits: #"{"maxFrameBytes": 128}"#))
+        #expect(try daemon.connect().reloadPolicy() == 3)
+        let after = try SecondUser.exchange(daemon.socketPath, [frame])
+        #expect(after.first?.contains("exceeds the 128-byte limit") == true, "got \(after)")
+        #expect(after.last == "EOF")
+        try before.write(frame + "\n")
+        #expect(before.readLines(1) == [#"{"type":"ok"}"#])
+    }
+
+    @Test func thePerUidConnectionCapFromAReloadedPolicyRefusesTheExtraConnection() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        try replacePolicy(daemon.policyPath, with: Self.policy(
+            version: 3, grants: #"{"uid": 65534, "allow": ["ping"]}"#, limits: #"{"maxConnectionsPerUid": 2}"#))
+        #expect(try daemon.connect().reloadPolicy() == 3)
+        let first = try SecondUser.start(daemon.socketPath, [#"{"type":"ping"}"#, "@hold=4"])
+        let second = try SecondUser.start(daemon.socketPath, [#"{"type":"ping"}"#, "@hold=4"])
+        _ = try daemon.waitForStatus { $0.connections >= 3 }
+        let third = try SecondUser.exchange(daemon.socketPath, [#"{"type":"ping"}"#])
+        #expect(third.first?.contains("too many connections for uid 65534 (limit 2)") == true, "got \(third)")
+        #expect(third.last == "EOF")
+        #expect(SecondUser.output(of: first).first == #"{"type":"ok"}"#)
+        #expect(SecondUser.output(of: second).first == #"{"type":"ok"}"#)
+        let refused = try waitForAuditRecord(daemon.stateDirectory, event: "connection-refused")
+        #expect(refused.first?.string("reason")?.contains("per-uid connection cap") == true)
+        try daemon.connect().ping()
+    }
+}
