@@ -5,7 +5,7 @@ ARGS ?=
 
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: all deps build release run test test-fast clean fuzz bench
+.PHONY: all deps build release run test test-asan test-tsan clean fuzz bench bench-quick check-sse-bridge
 
 all: build
 
@@ -31,6 +31,35 @@ run: release
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## The whole suite under AddressSanitizer + LeakSanitizer, or ThreadSanitizer;
+## fails on any finding in the tests, the daemons or the CLI they start.
+test-asan: deps
+	./scripts/test-sanitized.sh address
+
+test-tsan: deps
+	./scripts/test-sanitized.sh thread
+
+## libFuzzer: FUZZ_TARGET=decoder|framer, FUZZ_SECONDS (default 600).
+FUZZ_TARGET ?= decoder
+FUZZ_SECONDS ?= 600
+fuzz:
+	./Fuzz/run.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)
+
+## The SSE bridge example in headless chromium (builds Hummingbird: minutes).
+check-sse-bridge: deps
+	./scripts/check-sse-bridge.sh
+
+## secureopsd against Redis, side by side, on this machine: fan-out at 100 to
+## 19,000 subscribers, rpc at 1/100/1,000 connections x pipeline 1/16, light-load
+## latency, memory per subscriber; 3 runs per point, medians and ratios, a chart.
+## Installs redis-server and matplotlib if missing. Results: bench-results/<time>/.
+bench: deps
+	./scripts/compare.sh
+
+## The same with one run per point and fewer points (a few minutes).
+bench-quick: deps
+	QUICK=1 ./scripts/compare.sh
 
 clean:
 	rm -rf .build

@@ -30,6 +30,28 @@ let package = Package(
             path: "Benchmarks/JSONBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // The line splitter (LineFramer): ns and mallocs per 1,000 frames.
+        .executableTarget(
+            name: "FramingBenchmarks",
+            dependencies: [
+                "BenchmarkFrames",
+                .product(name: "SecureOpsEngine", package: "secureops"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/FramingBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // The broadcast ring and the gathered-send (iovec) building: ns and
+        // mallocs per 1,000 appends / sends, through @_spi(Benchmarks).
+        .executableTarget(
+            name: "BroadcastBenchmarks",
+            dependencies: [
+                .product(name: "SecureOpsEngine", package: "secureops"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/BroadcastBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         // A plain timing loop (quick to build; prints ns/frame and ratios).
         .executableTarget(
             name: "json-timing",

@@ -1,5 +1,5 @@
 import Testing
-@testable import SecureOpsEngine
+@_spi(Benchmarks) @testable import SecureOpsEngine
 
 @Suite("Broadcast ring")
 struct BroadcastRingTests {

@@ -6,7 +6,7 @@
 /// any of its frames, and every in-flight send holds the chunks its iovecs
 /// point into, so a frame evicted from the ring outlives its eviction for as
 /// long as a send still reads it (DESIGN.md, invariant 1).
-final class BroadcastChunk {
+@_spi(Benchmarks) public final class BroadcastChunk {
     let storage: UnsafeMutableRawPointer
     let capacity: Int
     /// Global byte offset of `storage[0]` in the broadcast stream.

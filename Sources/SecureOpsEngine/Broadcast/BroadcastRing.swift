@@ -7,7 +7,7 @@
 /// number of frames. The ring keeps the newest frames within a count and a
 /// byte limit; a subscriber whose cursor falls below `firstSequence` has
 /// lagged. Owned by the loop thread.
-final class BroadcastRing {
+@_spi(Benchmarks) public final class BroadcastRing {
     struct Entry {
         /// Global byte offset of the frame's first byte.
         var offset: UInt64
@@ -19,9 +19,9 @@ final class BroadcastRing {
     let chunkSize: Int
 
     /// The oldest retained sequence (== `nextSequence` when empty).
-    private(set) var firstSequence: UInt64 = 1
+    @_spi(Benchmarks) public private(set) var firstSequence: UInt64 = 1
     /// The sequence the next appended frame must carry.
-    private(set) var nextSequence: UInt64 = 1
+    @_spi(Benchmarks) public private(set) var nextSequence: UInt64 = 1
     private(set) var retainedBytes = 0
     /// Global offset just past the newest frame.
     private(set) var endOffset: UInt64 = 0
@@ -31,7 +31,7 @@ final class BroadcastRing {
     /// Chunks holding retained frames, oldest first (a few hundred at most).
     private var chunks: [BroadcastChunk] = []
 
-    init(maxFrames: Int, maxBytes: Int, chunkSize: Int = 256 * 1024) {
+    @_spi(Benchmarks) public init(maxFrames: Int, maxBytes: Int, chunkSize: Int = 256 * 1024) {
         precondition(maxFrames > 0 && maxBytes > 0)
         self.maxFrames = maxFrames
         self.maxBytes = maxBytes
@@ -56,7 +56,7 @@ final class BroadcastRing {
     }
 
     /// Appends the frame with sequence `nextSequence`.
-    func append(_ frame: UnsafeRawBufferPointer) {
+    @_spi(Benchmarks) public func append(_ frame: UnsafeRawBufferPointer) {
         precondition(frame.count > 0 && frame.count <= Int(UInt32.max))
         if count == entryCapacity { growEntries() }
         let chunk: BroadcastChunk
@@ -96,7 +96,7 @@ final class BroadcastRing {
     /// The end of a send that starts at `from`: as many whole frames as fit
     /// in `maxBytes`, and at least one. `from` must be retained and below
     /// `nextSequence`.
-    func sendEnd(from: UInt64, maxBytes: Int) -> UInt64 {
+    @_spi(Benchmarks) public func sendEnd(from: UInt64, maxBytes: Int) -> UInt64 {
         let start = offset(of: from)
         if endOffset - start <= UInt64(maxBytes) { return nextSequence }
         // Binary search the last sequence whose start lies within the budget.
@@ -111,7 +111,7 @@ final class BroadcastRing {
 
     /// Calls `body` with each contiguous byte range (and the chunk holding it)
     /// that frames `[from, to)` occupy, in order: one range per chunk spanned.
-    func forEachRange(from: UInt64, to: UInt64, _ body: (BroadcastChunk, UnsafeRawBufferPointer) -> Bool) {
+    @_spi(Benchmarks) public func forEachRange(from: UInt64, to: UInt64, _ body: (BroadcastChunk, UnsafeRawBufferPointer) -> Bool) {
         guard from < to else { return }
         let start = offset(of: from)
         let end = offset(of: to)

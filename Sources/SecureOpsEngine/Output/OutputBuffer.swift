@@ -53,13 +53,13 @@ final class OutputBuffer {
 /// Recycles output buffers so a request/response round trip allocates
 /// nothing in steady state. Bounded: buffers beyond `limit`, and buffers
 /// that grew large, are freed.
-final class OutputBufferPool {
+@_spi(Benchmarks) public final class OutputBufferPool {
     private var free: [OutputBuffer] = []
     private let initialCapacity: Int
     private let limit: Int
     private let keepCapacity: Int
 
-    init(initialCapacity: Int = 512, limit: Int = 256, keepCapacity: Int = 64 << 10) {
+    @_spi(Benchmarks) public init(initialCapacity: Int = 512, limit: Int = 256, keepCapacity: Int = 64 << 10) {
         self.initialCapacity = initialCapacity
         self.limit = limit
         self.keepCapacity = keepCapacity

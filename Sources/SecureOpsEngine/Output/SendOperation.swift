@@ -9,20 +9,20 @@ import Glibc
 /// A partial send is normal on a stream socket: `advance` moves past what
 /// went out and the same operation is submitted again for the rest. Frames
 /// are never re-read from the ring, so a send can never tear a frame.
-final class SendOperation {
+@_spi(Benchmarks) public final class SendOperation {
     static let maxIovecs = 8
 
     let header: UnsafeMutablePointer<msghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
-    private(set) var iovecCount = 0
+    @_spi(Benchmarks) public private(set) var iovecCount = 0
     private var firstPending = 0
-    private(set) var remainingBytes = 0
+    @_spi(Benchmarks) public private(set) var remainingBytes = 0
     private(set) var buffers: [OutputBuffer] = []
     private var chunks: [BroadcastChunk] = []
     /// Bytes of responses (not broadcast frames) this send still carries.
     private(set) var responseBytes = 0
 
-    init() {
+    @_spi(Benchmarks) public init() {
         header = .allocate(capacity: 1)
         header.initialize(to: msghdr())
         iovecs = .allocate(capacity: Self.maxIovecs)
@@ -36,7 +36,7 @@ final class SendOperation {
     }
 
     var isEmpty: Bool { iovecCount == 0 }
-    var hasRoom: Bool { iovecCount < Self.maxIovecs }
+    @_spi(Benchmarks) public var hasRoom: Bool { iovecCount < Self.maxIovecs }
 
     func add(_ buffer: OutputBuffer) {
         precondition(hasRoom)
@@ -48,7 +48,7 @@ final class SendOperation {
         responseBytes += buffer.count
     }
 
-    func add(_ chunk: BroadcastChunk, range: UnsafeRawBufferPointer) {
+    @_spi(Benchmarks) public func add(_ chunk: BroadcastChunk, range: UnsafeRawBufferPointer) {
         precondition(hasRoom)
         guard range.count > 0 else { return }
         if chunks.last !== chunk { chunks.append(chunk) }
@@ -58,7 +58,7 @@ final class SendOperation {
     }
 
     /// Points the header at the iovecs not yet sent.
-    func prepareHeader() {
+    @_spi(Benchmarks) public func prepareHeader() {
         header.pointee.msg_iov = iovecs + firstPending
         header.pointee.msg_iovlen = iovecCount - firstPending
     }
@@ -88,7 +88,7 @@ final class SendOperation {
     }
 
     /// Releases what the send held, for reuse.
-    func reset(recyclingInto pool: OutputBufferPool) {
+    @_spi(Benchmarks) public func reset(recyclingInto pool: OutputBufferPool) {
         for buffer in buffers { pool.recycle(buffer) }
         buffers.removeAll(keepingCapacity: true)
         chunks.removeAll(keepingCapacity: true)

@@ -1,0 +1,742 @@
+import Glibc
+import Histogram
+import Synchronization
+
+/// Set by SIGINT: the run stops, reports what it measured and stops its server.
+let interrupted = Atomic<Bool>(false)
+
+struct FanoutSettings {
+    var subscribers: Int
+    /// Publishes in all (split across publishers); ignored with `duration`.
+    var alerts: Int
+    /// Soak: publish for this many seconds instead of a count.
+    var duration: Double?
+    var size: Int
+    var publishers: Int = 1
+    /// Publishes per second across all publishers; nil: as fast as acks allow.
+    var rate: Double?
+    /// Publishes in flight (sent, not yet acknowledged) per publisher.
+    var window: Int = 64
+    /// Seconds without a delivery after the last publish before the rest
+    /// counts as lost.
+    var drainTimeout: Double = 10
+    var progress: Bool = false
+    /// Soak: print one row per interval, as it goes.
+    var interval: Double?
+    /// Print soak rows to stderr (stdout carries the JSON).
+    var rowsToStandardError = false
+}
+
+/// What one fan-out run measured.
+struct FanoutOutcome {
+    var subscribers = 0
+    var subscribed = 0
+    var connectSeconds = 0.0
+    var subscribeSeconds = 0.0
+    var published: UInt64 = 0
+    var publishErrors: UInt64 = 0
+    var firstPublishError: String?
+    var publishSeconds = 0.0
+    var deliveries: UInt64 = 0
+    var deliveredBytes: UInt64 = 0
+    var elapsedSeconds = 0.0
+    var lost: UInt64 = 0
+    var duplicated: UInt64 = 0
+    var reordered: UInt64 = 0
+    var lagEvents: UInt64 = 0
+    var laggedSkipped: UInt64 = 0
+    var lagNoticeMismatches: UInt64 = 0
+    var unexpectedFrames: UInt64 = 0
+    var firstUnexpectedFrame: String?
+    var disconnected = 0
+    var recvCalls: UInt64 = 0
+    var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
+    var toolCPUSeconds = 0.0
+    var serverCPUSeconds: Double?
+    var serverRSSBefore: Int?
+    var serverRSSSubscribed: Int?
+    var serverRSSEnd: Int?
+    var interruptedByUser = false
+    var stalled = false
+}
+
+/// One fan-out run: N subscribers and P publishers on one epoll loop in one
+/// thread. Subscribers read with one `recv` per ready socket into one large
+/// buffer, split lines with memchr, and read two fixed places of each alert
+/// (sequence, send time); nothing else of the body is decoded.
+final class FanoutRun {
+    private let wire: Wire
+    private let template: PublishTemplate
+    private let settings: FanoutSettings
+    private let server: ServerUnderTest
+    private let poller: Poller
+    /// Sequence streams a subscriber tracks: secureopsd numbers every alert
+    /// in one stream; with Redis each publisher numbers its own.
+    private let streams: Int
+
+    // Subscribers, struct-of-arrays.
+    private var subscriberFDs: [Int32] = []
+    private let expected: UnsafeMutablePointer<UInt64>
+    private var subscribedFlags: [Bool]
+    private var subscribedCount = 0
+    private var carries: [[UInt8]]
+    /// Redis: position inside the current RESP array (lines seen) and its kind.
+    private let respLine: UnsafeMutablePointer<UInt8>
+    private let respKind: UnsafeMutablePointer<UInt8>
+    /// Sequences a gap skipped over, per (subscriber, stream), kept only
+    /// when a gap happened: a later arrival is a reorder, never one is loss.
+    private var missing: [Int: Set<UInt64>] = [:]
+    private var lostBeyondTracking: UInt64 = 0
+
+    private var publishers: [Publisher] = []
+    private let receiveBuffer: UnsafeMutablePointer<UInt8>
+    private let receiveCapacity = 1 << 20
+    private let maximumCarry = (1 << 20) + 64
+
+    private var outcome = FanoutOutcome()
+    private let target: Target
+    private let latencies = LatencyRecorder()
+    private let alertScan = AlertScan()
+    /// Soak: the latencies of the current interval only.
+    private let intervalLatencies: LatencyRecorder?
+    private var lastDeliveryAt: UInt64 = 0
+    private var startedAt: UInt64 = 0
+    private var totalSent = 0
+    private var publishing = false
+    private var publishDeadline: UInt64 = .max
+
+    private static let publisherTag: UInt64 = 1 << 40
+    private static let subscribeOKPrefix: [UInt8] = Array(#"{"type":"ok","subscribed":true"#.utf8)
+    private static let nextKey: [UInt8] = Array(#""next":"#.utf8)
+    private static let errPrefix: [UInt8] = Array(#"{"type":"err""#.utf8)
+    private static let skippedKey: [UInt8] = Array(#""skipped":"#.utf8)
+    private static let resumeAtKey: [UInt8] = Array(#""resumeAt":"#.utf8)
+    private static let publishOKPrefix: [UInt8] = Array(#"{"type":"ok","sequence":"#.utf8)
+
+    init(settings: FanoutSettings, server: ServerUnderTest) throws {
+        self.settings = settings
+        self.server = server
+        wire = Wire(target: server.target, size: settings.size)
+        target = server.target
+        intervalLatencies = settings.interval != nil ? LatencyRecorder() : nil
+        template = PublishTemplate(wire: wire)
+        poller = try Poller(capacity: 4096)
+        streams = server.target == .redis ? settings.publishers : 1
+        let n = settings.subscribers
+        expected = .allocate(capacity: max(1, n * streams))
+        expected.initialize(repeating: server.target == .redis ? 1 : 0, count: max(1, n * streams))
+        subscribedFlags = [Bool](repeating: false, count: n)
+        carries = [[UInt8]](repeating: [], count: n)
+        respLine = .allocate(capacity: max(1, n))
+        respLine.initialize(repeating: 0, count: max(1, n))
+        respKind = .allocate(capacity: max(1, n))
+        respKind.initialize(repeating: 0, count: max(1, n))
+        receiveBuffer = .allocate(capacity: receiveCapacity + maximumCarry)
+        outcome.subscribers = n
+    }
+
+    deinit {
+        for fd in subscriberFDs where fd >= 0 { close(fd) }
+        for publisher in publishers { close(publisher.fd) }
+        expected.deallocate()
+        respLine.deallocate()
+        respKind.deallocate()
+        receiveBuffer.deallocate()
+    }
+
+    // MARK: - Run
+
+    func run() throws -> FanoutOutcome {
+        let probe = server.probe
+        outcome.serverRSSBefore = probe?.residentBytes()
+        try subscribeAll()
+        // Let the server's allocations settle before reading memory.
+        usleep(200_000)
+        outcome.serverRSSSubscribed = probe?.residentBytes()
+        if settings.alerts > 0 || settings.duration != nil {
+            try publishAndDrain()
+        }
+        outcome.serverRSSEnd = probe?.residentBytes()
+        outcome.latency = latencies.histogram()
+        finishAccounting()
+        return outcome
+    }
+
+    /// Connects every subscriber (a blocking connect each, as fast as the
+    /// server's backlog takes them), sends `subscribe` on each at once, and
+    /// waits until every one is confirmed.
+    private func subscribeAll() throws {
+        let request = wire.subscribeRequest
+        let begin = monotonicNanos()
+        var lastProgress = begin
+        subscriberFDs.reserveCapacity(settings.subscribers)
+        for i in 0..<settings.subscribers {
+            let fd = try UnixSocket.connect(server.socketPath)
+            UnixSocket.setNonBlocking(fd)
+            subscriberFDs.append(fd)
+            try poller.add(fd, token: UInt64(i))
+            try UnixSocket.sendAll(fd, request)
+            if i & 255 == 255 {
+                turn(timeoutMilliseconds: 0)
+                if settings.progress && monotonicNanos() - lastProgress > 250_000_000 {
+                    lastProgress = monotonicNanos()
+                    progressLine("connecting \(i + 1)/\(settings.subscribers), subscribed \(subscribedCount)")
+                }
+            }
+            if interrupted.load(ordering: .relaxed) { throw BenchError("interrupted") }
+        }
+        outcome.connectSeconds = seconds(monotonicNanos() - begin)
+        var lastCount = subscribedCount
+        var lastChange = monotonicNanos()
+        while subscribedCount < settings.subscribers {
+            turn(timeoutMilliseconds: 5)
+            let now = monotonicNanos()
+            if subscribedCount != lastCount { lastCount = subscribedCount; lastChange = now }
+            if now - lastChange > 30_000_000_000 {
+                throw BenchError("only \(subscribedCount) of \(settings.subscribers) subscriptions were confirmed after 30 s without progress"
+                    + (outcome.firstUnexpectedFrame.map { "; the server said: \($0)" } ?? ""))
+            }
+            if interrupted.load(ordering: .relaxed) { throw BenchError("interrupted") }
+            if settings.progress && now - lastProgress > 250_000_000 {
+                lastProgress = now
+                progressLine("subscribed \(subscribedCount)/\(settings.subscribers)")
+            }
+        }
+        outcome.subscribed = subscribedCount
+        outcome.subscribeSeconds = seconds(monotonicNanos() - begin)
+        if outcome.disconnected > 0 {
+            throw BenchError("\(outcome.disconnected) subscribers were disconnected while subscribing"
+                + (outcome.firstUnexpectedFrame.map { "; the server said: \($0)" } ?? ""))
+        }
+    }
+
+    private func publishAndDrain() throws {
+        let count = settings.publishers
+        for p in 0..<count {
+            let fd = try UnixSocket.connect(server.socketPath)
+            UnixSocket.setNonBlocking(fd)
+            let quota = settings.duration != nil ? Int.max / 2 : settings.alerts / count + (p < settings.alerts % count ? 1 : 0)
+            let publisher = Publisher(fd: fd, index: p, quota: quota, capacity: settings.window * template.maximumLength)
+            publishers.append(publisher)
+            try poller.add(fd, token: Self.publisherTag | UInt64(p))
+        }
+        let probe = server.probe
+        let serverCPUStart = probe?.cpuSeconds()
+        let toolCPUStart = ownCPUSeconds()
+        startedAt = monotonicNanos()
+        lastDeliveryAt = startedAt
+        if let duration = settings.duration { publishDeadline = startedAt + UInt64(duration * 1e9) }
+        publishing = true
+
+        var lastProgress = startedAt
+        var lastInterval = startedAt
+        var intervalDeliveries: UInt64 = 0
+        var intervalServerCPU = serverCPUStart
+        var intervalToolCPU = toolCPUStart
+        var progressDeliveries: UInt64 = 0
+        var publishFinishedAt: UInt64 = 0
+        var ends: [UInt64] = []
+        var nextDrainCheck: UInt64 = 0
+
+        if let interval = settings.interval {
+            _ = interval
+            let titles: [(String, Int)] = [("time", 8), ("deliveries/s", 14), ("p50 ms", 11), ("p99 ms", 11), ("max ms", 11),
+                                           ("server RSS MiB", 16), ("server CPU", 12), ("tool CPU", 10), ("gaps", 6), ("lagged", 8)]
+            row(titles.map { Format.leftPad($0.0, $0.1) }.joined())
+        }
+
+        while true {
+            if interrupted.load(ordering: .relaxed) { outcome.interruptedByUser = true; break }
+            var now = monotonicNanos()
+            var waitMilliseconds: Int32 = 5
+            if publishing {
+                if now >= publishDeadline { publishing = false }
+                for publisher in publishers { try pump(publisher, now: now) }
+                if let rate = settings.rate, publishing {
+                    let due = startedAt + UInt64(Double(totalSent) / rate * 1e9)
+                    if due > now { waitMilliseconds = Int32(min(5, max(1, (due - now) / 1_000_000))) } else { waitMilliseconds = 1 }
+                }
+            }
+            turn(timeoutMilliseconds: waitMilliseconds)
+            now = monotonicNanos()
+
+            if publishFinishedAt == 0 && publishers.allSatisfy({ $0.isFinished(publishing: publishing) }) {
+                publishFinishedAt = now
+                publishing = false
+                outcome.publishSeconds = seconds(now - startedAt)
+                ends = streamEnds()
+            }
+            if publishFinishedAt != 0 && now >= nextDrainCheck {
+                nextDrainCheck = now + 2_000_000
+                if allDelivered(ends) { break }
+                if now - lastDeliveryAt > UInt64(settings.drainTimeout * 1e9) && now - publishFinishedAt > UInt64(settings.drainTimeout * 1e9) {
+                    outcome.stalled = true
+                    break
+                }
+            }
+            if publishFinishedAt == 0 && now - lastDeliveryAt > 30_000_000_000 && publishers.allSatisfy({ $0.acked == $0.lastAckedCount }) {
+                // Neither deliveries nor acknowledgements for 30 s: the
+                // server is stuck; report what we have.
+                outcome.stalled = true
+                break
+            }
+            for publisher in publishers { publisher.lastAckedCount = publisher.acked }
+            if settings.progress && now - lastProgress > 250_000_000 {
+                let rate = Double(outcome.deliveries - progressDeliveries) / seconds(now - lastProgress)
+                progressDeliveries = outcome.deliveries
+                lastProgress = now
+                let published = publishers.reduce(0) { $0 + $1.acked }
+                let target = settings.duration == nil ? "/\(settings.alerts)" : ""
+                progressLine("\(Format.fixed(seconds(now - startedAt), 1)) s  \(Format.rate(rate)) deliveries/s  published \(published)\(target)  p99 \(Format.milliseconds(latencies.histogram().valueAtPercentile(99)))  gaps \(gapCount())")
+            }
+            if let intervalSeconds = settings.interval, now - lastInterval >= UInt64(intervalSeconds * 1e9) {
+                let span = seconds(now - lastInterval)
+                let serverCPU = probe?.cpuSeconds()
+                let toolCPU = ownCPUSeconds()
+                let interval = intervalLatencies?.histogram() ?? LatencyRecorder.emptyHistogram()
+                let serverShare: Double? = if let serverCPU, let intervalServerCPU { (serverCPU - intervalServerCPU) / span * 100 } else { nil }
+                let columns: [(String, Int)] = [
+                    ("\(Int(seconds(now - startedAt).rounded()))s", 8),
+                    (Format.grouped(Double(outcome.deliveries - intervalDeliveries) / span), 14),
+                    (Format.fixed(Double(interval.valueAtPercentile(50)) / 1e6, 3), 11),
+                    (Format.fixed(Double(interval.valueAtPercentile(99)) / 1e6, 3), 11),
+                    (Format.fixed(Double(interval.max) / 1e6, 3), 11),
+                    (probe?.residentBytes().map { Format.fixed(Double($0) / 1_048_576, 1) } ?? "-", 16),
+                    (serverShare.map { "\(Int($0.rounded()))%" } ?? "-", 12),
+                    ("\(Int(((toolCPU - intervalToolCPU) / span * 100).rounded()))%", 10),
+                    ("\(gapCount())", 6),
+                    ("\(outcome.laggedSkipped)", 8),
+                ]
+                row(columns.map { Format.leftPad($0.0, $0.1) }.joined())
+                intervalLatencies?.reset()
+                intervalDeliveries = outcome.deliveries
+                intervalServerCPU = serverCPU
+                intervalToolCPU = toolCPU
+                lastInterval = now
+            }
+        }
+        if settings.progress { clearProgressLine() }
+        outcome.published = publishers.reduce(0) { $0 + UInt64($1.acked) }
+        outcome.publishErrors = publishers.reduce(0) { $0 + UInt64($1.errors) }
+        outcome.firstPublishError = publishers.lazy.compactMap(\.firstError).first
+        if outcome.publishSeconds == 0 { outcome.publishSeconds = seconds(monotonicNanos() - startedAt) }
+        outcome.elapsedSeconds = seconds(max(lastDeliveryAt, startedAt + 1) - startedAt)
+        outcome.toolCPUSeconds = ownCPUSeconds() - toolCPUStart
+        if let end = probe?.cpuSeconds(), let start = serverCPUStart { outcome.serverCPUSeconds = end - start }
+        if ends.isEmpty { ends = streamEnds() }
+        finalEnds = ends
+    }
+
+    private var finalEnds: [UInt64] = []
+
+    /// One past the last sequence published, per stream.
+    private func streamEnds() -> [UInt64] {
+        switch server.target {
+        case .secureops:
+            let last = publishers.map(\.maxSequence).max() ?? 0
+            return [last + 1]
+        case .redis:
+            return publishers.map { $0.nextSequence - UInt64($0.inflight) }
+        }
+    }
+
+    private func allDelivered(_ ends: [UInt64]) -> Bool {
+        for i in 0..<subscriberFDs.count where subscriberFDs[i] >= 0 {
+            for s in 0..<streams where expected[i * streams + s] < ends[s] { return false }
+        }
+        return true
+    }
+
+    /// Sequences currently known missing (gaps not yet filled).
+    private func gapCount() -> Int {
+        missing.values.reduce(0) { $0 + $1.count }
+    }
+
+    private func finishAccounting() {
+        var lost = lostBeyondTracking + UInt64(gapCount())
+        if !finalEnds.isEmpty {
+            for i in 0..<subscriberFDs.count {
+                for s in 0..<streams where expected[i * streams + s] < finalEnds[s] {
+                    lost += finalEnds[s] - expected[i * streams + s]
+                }
+            }
+        }
+        outcome.lost = lost
+    }
+
+    // MARK: - The loop
+
+    /// One turn: wait for readiness (up to the timeout) and serve it.
+    @inline(__always)
+    private func turn(timeoutMilliseconds: Int32) {
+        poller.wait(timeoutMilliseconds: timeoutMilliseconds) { token, events in
+            if token & Self.publisherTag != 0 {
+                let publisher = publishers[Int(token & 0xFFFF_FFFF)]
+                if events & Poller.writable != 0 { try? flush(publisher) }
+                if events & (Poller.readable | Poller.hangUp) != 0 {
+                    readPublisher(publisher)
+                    // Refill the window now, not after this turn's subscriber
+                    // reads: the publish round trip must not wait on the
+                    // tool's own receive work.
+                    if publishing && settings.rate == nil { try? pump(publisher, now: monotonicNanos()) }
+                }
+            } else {
+                readSubscriber(Int(token))
+            }
+        }
+    }
+
+    // MARK: - Subscribers
+
+    private func readSubscriber(_ i: Int) {
+        let fd = subscriberFDs[i]
+        guard fd >= 0 else { return }
+        var carried = 0
+        if !carries[i].isEmpty {
+            carried = carries[i].count
+            carries[i].withUnsafeBufferPointer { receiveBuffer.update(from: $0.baseAddress!, count: carried) }
+        }
+        let n = recv(fd, receiveBuffer + carried, receiveCapacity, Int32(MSG_DONTWAIT))
+        if n <= 0 {
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            // The server closed this subscriber: whatever it has not
+            // received counts as lost at the end.
+            outcome.disconnected += 1
+            poller.remove(fd)
+            close(fd)
+            subscriberFDs[i] = -1
+            return
+        }
+        let now = monotonicNanos()
+        let total = carried + n
+        var start = 0
+        // The hot loop: counters stay in locals (class properties would pay
+        // for exclusivity checks on every frame).
+        var deliveries: UInt64 = 0
+        var deliveredBytes = 0
+        let buffer = receiveBuffer
+        while start < total {
+            guard let hit = memchr(buffer + start, 0x0A, total - start) else { break }
+            let newline = buffer.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            var end = newline
+            if end > start && buffer[end - 1] == 0x0D { end -= 1 }
+            let line = buffer + start
+            let count = end - start
+            if target == .secureops && alertScan.isAlert(line, count) {
+                let (sequence, _) = parseDecimal(line, from: Wire.alertPrefix.count, end: count)
+                deliveries &+= 1
+                deliveredBytes &+= count &+ 1
+                measure(line, count, now: now)
+                account(i, stream: 0, sequence: sequence)
+            } else if count > 0 {
+                if handleOtherLine(i, line, count, now: now) {
+                    deliveries &+= 1
+                    deliveredBytes &+= count &+ 1
+                }
+            }
+            start = newline + 1
+        }
+        outcome.recvCalls &+= 1
+        if deliveries > 0 {
+            outcome.deliveries &+= deliveries
+            outcome.deliveredBytes &+= UInt64(deliveredBytes)
+            lastDeliveryAt = now
+        }
+        if start < total {
+            let tail = total - start
+            if tail > maximumCarry {
+                unexpected(i, receiveBuffer + start, min(tail, 200), note: "a line longer than 1 MiB")
+                carries[i].removeAll()
+                return
+            }
+            carries[i].removeAll(keepingCapacity: true)
+            carries[i].append(contentsOf: UnsafeBufferPointer(start: receiveBuffer + start, count: tail))
+        } else if carried > 0 {
+            carries[i].removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Records the publish-to-delivery latency from the send time the
+    /// publisher wrote as the 19 digits right before `","details":null}`.
+    @inline(__always)
+    private func measure(_ line: UnsafeMutablePointer<UInt8>, _ count: Int, now: UInt64) {
+        let digitsEnd = count - Wire.alertSuffix.count
+        guard digitsEnd - Wire.timestampDigits > Wire.alertPrefix.count, line[digitsEnd] == UInt8(ascii: "\"") else { return }
+        guard let sentAt = AlertScan.parse19Digits(line + digitsEnd - Wire.timestampDigits), sentAt > 0, sentAt <= now else { return }
+        latencies.record(nanoseconds: now - sentAt)
+        intervalLatencies?.record(nanoseconds: now - sentAt)
+    }
+
+    /// Per (subscriber, stream): the next sequence must be the one expected.
+    @inline(__always)
+    private func account(_ i: Int, stream: Int, sequence: UInt64) {
+        let k = i * streams + stream
+        let want = expected[k]
+        if sequence == want {
+            expected[k] = want &+ 1
+        } else {
+            anomaly(k, sequence: sequence, expected: want)
+        }
+    }
+
+    /// A sequence out of line: a gap (remembered, so a later arrival counts
+    /// as a reorder and none as a loss), a reorder or a duplicate.
+    @inline(never)
+    private func anomaly(_ k: Int, sequence: UInt64, expected want: UInt64) {
+        if sequence > want {
+            let gap = sequence - want
+            if gap <= 100_000 {
+                missing[k, default: []].formUnion(want..<sequence)
+            } else {
+                lostBeyondTracking += gap
+            }
+            expected[k] = sequence &+ 1
+        } else if missing[k]?.remove(sequence) != nil {
+            outcome.reordered += 1
+            if missing[k]?.isEmpty == true { missing[k] = nil }
+        } else {
+            outcome.duplicated += 1
+        }
+    }
+
+    /// Everything but a secureopsd alert: subscribe confirmations, lag
+    /// notices, and every RESP line. Returns true for a delivery.
+    @inline(never)
+    private func handleOtherLine(_ i: Int, _ line: UnsafeMutablePointer<UInt8>, _ count: Int, now: UInt64) -> Bool {
+        switch target {
+        case .secureops: handleSecureOpsControlLine(i, line, count); return false
+        case .redis: return handleRESPLine(i, line, count, now: now)
+        }
+    }
+
+    private func handleSecureOpsControlLine(_ i: Int, _ line: UnsafeMutablePointer<UInt8>, _ count: Int) {
+        if hasPrefix(Self.subscribeOKPrefix, line, count) {
+            if let at = find(Self.nextKey, in: line, from: Self.subscribeOKPrefix.count, end: count) {
+                expected[i] = parseDecimal(line, from: at, end: count).value
+            }
+            markSubscribed(i)
+            return
+        }
+        if hasPrefix(Self.errPrefix, line, count),
+           let at = find(Self.skippedKey, in: line, from: Self.errPrefix.count, end: count),
+           let resumeAt = find(Self.resumeAtKey, in: line, from: Self.errPrefix.count, end: count) {
+            // A lag notice: the server says exactly what it skipped. Not a
+            // loss, but it must match our own count.
+            let skipped = parseDecimal(line, from: at, end: count).value
+            let resume = parseDecimal(line, from: resumeAt, end: count).value
+            outcome.lagEvents += 1
+            outcome.laggedSkipped += skipped
+            if resume &- expected[i] != skipped { outcome.lagNoticeMismatches += 1 }
+            if resume > expected[i] { expected[i] = resume }
+            return
+        }
+        unexpected(i, line, count, note: nil)
+    }
+
+    /// RESP pub/sub: every push is `*3`, then `$7`/`message`, `$5`/channel,
+    /// `$L`/payload (7 lines), or `$9`/`subscribe`, `$5`/channel, `:1`.
+    @inline(__always)
+    private func handleRESPLine(_ i: Int, _ line: UnsafeMutablePointer<UInt8>, _ count: Int, now: UInt64) -> Bool {
+        let position = respLine[i]
+        if position == 0 {
+            if line[0] == UInt8(ascii: "*") { respLine[i] = 1 } else { unexpected(i, line, count, note: nil) }
+            return false
+        }
+        respLine[i] = position &+ 1
+        switch position {
+        case 2:
+            // The kind word: m(essage) or s(ubscribe).
+            respKind[i] = line[0]
+            return false
+        case 5 where respKind[i] == UInt8(ascii: "s"):
+            respLine[i] = 0
+            markSubscribed(i)
+            return false
+        case 6 where respKind[i] == UInt8(ascii: "m"):
+            respLine[i] = 0
+            guard alertScan.isAlert(line, count) else {
+                unexpected(i, line, count, note: nil)
+                return false
+            }
+            let (sequence, next) = parseDecimal(line, from: Wire.alertPrefix.count, end: count)
+            // ,"publisher":P
+            let (publisher, _) = parseDecimal(line, from: next + 13, end: count)
+            guard Int(publisher) < streams else {
+                unexpected(i, line, count, note: nil)
+                return false
+            }
+            measure(line, count, now: now)
+            account(i, stream: Int(publisher), sequence: sequence)
+            return true
+        default:
+            if position > 6 { respLine[i] = 0; unexpected(i, line, count, note: "RESP framing lost") }
+            return false
+        }
+    }
+
+    private func markSubscribed(_ i: Int) {
+        guard !subscribedFlags[i] else { return }
+        subscribedFlags[i] = true
+        subscribedCount += 1
+    }
+
+    private func unexpected(_ i: Int, _ line: UnsafeMutablePointer<UInt8>, _ count: Int, note: String?) {
+        outcome.unexpectedFrames += 1
+        if outcome.firstUnexpectedFrame == nil {
+            let text = String(decoding: UnsafeBufferPointer(start: line, count: min(count, 300)), as: UTF8.self)
+            outcome.firstUnexpectedFrame = note.map { "\($0): \(text)" } ?? text
+        }
+    }
+
+    // MARK: - Publishers
+
+    /// Fills the publisher's window (within the rate budget) with freshly
+    /// stamped publish requests and writes them in one send.
+    private func pump(_ publisher: Publisher, now: UInt64) throws {
+        if publisher.hasPending {
+            try flush(publisher)
+            if publisher.hasPending { return }
+        }
+        guard publishing else { return }
+        var room = min(settings.window - publisher.inflight, publisher.quota - publisher.sent)
+        if let rate = settings.rate {
+            let allowed = Int(Double(now - startedAt) / 1e9 * rate) + 1
+            room = min(room, allowed - totalSent)
+        }
+        guard room > 0 else { return }
+        var end = 0
+        for _ in 0..<room {
+            end += template.write(to: publisher.out + end, sequence: publisher.nextSequence, publisher: publisher.index, timestamp: now)
+            publisher.nextSequence += 1
+        }
+        publisher.pendingStart = 0
+        publisher.pendingEnd = end
+        publisher.sent += room
+        publisher.inflight += room
+        totalSent += room
+        try flush(publisher)
+    }
+
+    private func flush(_ publisher: Publisher) throws {
+        while publisher.hasPending {
+            let n = send(publisher.fd, publisher.out + publisher.pendingStart, publisher.pendingEnd - publisher.pendingStart,
+                         Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            if n > 0 { publisher.pendingStart += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if !publisher.waitingForRoom {
+                    publisher.waitingForRoom = true
+                    poller.modify(publisher.fd, token: Self.publisherTag | UInt64(publisher.index), events: Poller.readable | Poller.writable)
+                }
+                return
+            }
+            throw BenchError("publishing failed: \(errnoText())")
+        }
+        if publisher.waitingForRoom {
+            publisher.waitingForRoom = false
+            poller.modify(publisher.fd, token: Self.publisherTag | UInt64(publisher.index), events: Poller.readable)
+        }
+    }
+
+    private func readPublisher(_ publisher: Publisher) {
+        var carried = 0
+        if !publisher.carry.isEmpty {
+            carried = publisher.carry.count
+            publisher.carry.withUnsafeBufferPointer { receiveBuffer.update(from: $0.baseAddress!, count: carried) }
+        }
+        let n = recv(publisher.fd, receiveBuffer + carried, receiveCapacity, Int32(MSG_DONTWAIT))
+        if n <= 0 {
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            if publisher.firstError == nil { publisher.firstError = "the server closed the publisher's connection" }
+            publisher.errors += publisher.inflight
+            publisher.inflight = 0
+            publisher.quota = publisher.sent
+            poller.remove(publisher.fd)
+            return
+        }
+        let total = carried + n
+        var start = 0
+        while let hit = memchr(receiveBuffer + start, 0x0A, total - start) {
+            let newline = receiveBuffer.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            var end = newline
+            if end > start && receiveBuffer[end - 1] == 0x0D { end -= 1 }
+            let line = receiveBuffer + start
+            let count = end - start
+            if count > 0 {
+                publisher.inflight -= 1
+                if wire.isSuccess(line, count) {
+                    publisher.acked += 1
+                    if server.target == .secureops && hasPrefix(Self.publishOKPrefix, line, count) {
+                        let sequence = parseDecimal(line, from: Self.publishOKPrefix.count, end: count).value
+                        if sequence > publisher.maxSequence { publisher.maxSequence = sequence }
+                    }
+                } else {
+                    publisher.errors += 1
+                    if publisher.firstError == nil { publisher.firstError = String(decoding: UnsafeBufferPointer(start: line, count: min(count, 300)), as: UTF8.self) }
+                }
+            }
+            start = newline + 1
+            if start >= total { break }
+        }
+        publisher.carry.removeAll(keepingCapacity: true)
+        if start < total { publisher.carry.append(contentsOf: UnsafeBufferPointer(start: receiveBuffer + start, count: total - start)) }
+    }
+
+    // MARK: - Output while running
+
+    private func progressLine(_ text: String) {
+        writeStandardError("\r\u{1B}[K" + text)
+    }
+
+    private func clearProgressLine() {
+        writeStandardError("\r\u{1B}[K")
+    }
+
+    private func row(_ text: String) {
+        if settings.progress { clearProgressLine() }
+        if settings.rowsToStandardError {
+            writeStandardError(text + "\n")
+        } else {
+            print(text)
+            fflush(nil)
+        }
+    }
+}
+
+/// One publishing connection: a window of publishes in flight, written in
+/// batches from its own buffer.
+final class Publisher {
+    let fd: Int32
+    let index: Int
+    var quota: Int
+    let out: UnsafeMutablePointer<UInt8>
+    var pendingStart = 0
+    var pendingEnd = 0
+    var inflight = 0
+    var sent = 0
+    var acked = 0
+    var lastAckedCount = -1
+    var errors = 0
+    var firstError: String?
+    /// Redis: this publisher's own sequence (secureopsd assigns its own).
+    var nextSequence: UInt64 = 1
+    /// secureopsd: the highest sequence an acknowledgement carried.
+    var maxSequence: UInt64 = 0
+    var carry: [UInt8] = []
+    var waitingForRoom = false
+
+    init(fd: Int32, index: Int, quota: Int, capacity: Int) {
+        self.fd = fd
+        self.index = index
+        self.quota = quota
+        out = .allocate(capacity: capacity)
+    }
+
+    deinit { out.deallocate() }
+
+    var hasPending: Bool { pendingEnd > pendingStart }
+
+    func isFinished(publishing: Bool) -> Bool {
+        (sent >= quota || !publishing) && inflight == 0 && !hasPending
+    }
+}

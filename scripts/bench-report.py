@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Summarises a scripts/compare.sh run: medians, ratios, targets, chart.
+
+    python3 scripts/bench-report.py OUT_DIR
+
+Reads OUT_DIR/results.jsonl (one line per run: workload, point, rep,
+target, exit status and the tool's --json object) and OUT_DIR/agreement.txt,
+prints markdown tables, writes OUT_DIR/summary.md and, when matplotlib is
+available, OUT_DIR/fanout.png (deliveries/s against subscribers).
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+out = Path(sys.argv[1])
+runs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+groups = defaultdict(list)
+for run in runs:
+    groups[(run["workload"], run["point"], run["target"])].append(run)
+
+
+def median(workload, point, target, key):
+    values = [r["result"][key] for r in groups.get((workload, point, target), [])
+              if r["result"] and r["result"].get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def total(workload, point, target, key):
+    return sum(r["result"].get(key) or 0 for r in groups.get((workload, point, target), []) if r["result"])
+
+
+def points(workload):
+    seen = []
+    for run in runs:
+        if run["workload"] == workload and run["point"] not in seen:
+            seen.append(run["point"])
+    return seen
+
+
+def rate(v):
+    if v is None:
+        return "-"
+    return f"{v / 1e6:.2f} M" if v >= 1e6 else f"{v / 1e3:.0f} k"
+
+
+def us(v):
+    if v is None:
+        return "-"
+    return f"{v / 1000:.1f} ms" if v >= 10000 else f"{v:.0f} µs"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "-"
+
+
+def reps(workload, point, target):
+    return len(groups.get((workload, point, target), []))
+
+
+lines = []
+emit = lines.append
+
+emit("### Fan-out: deliveries/s (256-byte alerts, 1 publisher, 64 in flight; median)\n")
+emit("| subscribers | secureopsd | Redis | ratio | secureopsd p50 / p99 / p99.9 | Redis p50 / p99 / p99.9 | lost (s/R) | tool CPU (s/R) | runs |")
+emit("|---:|---:|---:|---:|---|---|---|---|---:|")
+chart = []
+for p in points("fanout"):
+    s = median("fanout", p, "secureops", "deliveriesPerSec")
+    r = median("fanout", p, "redis", "deliveriesPerSec")
+    chart.append((int(p), s, r, median("fanout", p, "secureops", "toolCpuPercent"), median("fanout", p, "secureops", "serverCpuPercent"),
+                  median("fanout", p, "redis", "serverCpuPercent")))
+    lat = lambda t: " / ".join(us(median("fanout", p, t, k)) for k in ("p50Us", "p99Us", "p999Us"))
+    cpu = lambda t: f"{median('fanout', p, t, 'toolCpuPercent') or 0:.0f}%"
+    emit(f"| {int(p):,} | {rate(s)} | {rate(r)} | {ratio(s, r)} | {lat('secureops')} | {lat('redis')} "
+         f"| {total('fanout', p, 'secureops', 'lost')} / {total('fanout', p, 'redis', 'lost')} "
+         f"| {cpu('secureops')} / {cpu('redis')} | {reps('fanout', p, 'secureops')} |")
+
+if points("light"):
+    emit("\n### Latency at light load (publish to delivery; median of runs)\n")
+    emit("| subscribers @ rate | secureopsd p50 / p99 / p99.9 / max | Redis p50 / p99 / p99.9 / max | lost (s/R) |")
+    emit("|---|---|---|---|")
+    for p in points("light"):
+        lat = lambda t: " / ".join(us(median("light", p, t, k)) for k in ("p50Us", "p99Us", "p999Us", "maxUs"))
+        emit(f"| {p} | {lat('secureops')} | {lat('redis')} | {total('light', p, 'secureops', 'lost')} / {total('light', p, 'redis', 'lost')} |")
+
+emit("\n### Memory (server RSS, median)\n")
+emit("| subscribers | secureopsd per idle subscriber | Redis per idle subscriber | secureopsd RSS subscribed / at end | Redis RSS subscribed / at end |")
+emit("|---:|---:|---:|---|---|")
+mib = lambda v: f"{v / 1048576:.1f} MiB" if v else "-"
+byt = lambda v: f"{v:,.0f} B" if v is not None else "-"
+for p in points("fanout"):
+    emit(f"| {int(p):,} | {byt(median('fanout', p, 'secureops', 'rssPerSubscriberBytes'))} "
+         f"| {byt(median('fanout', p, 'redis', 'rssPerSubscriberBytes'))} "
+         f"| {mib(median('fanout', p, 'secureops', 'serverRssSubscribedBytes'))} / {mib(median('fanout', p, 'secureops', 'serverRssEndBytes'))} "
+         f"| {mib(median('fanout', p, 'redis', 'serverRssSubscribedBytes'))} / {mib(median('fanout', p, 'redis', 'serverRssEndBytes'))} |")
+
+if points("connect"):
+    emit("\n### Accept storm: connections, each subscribing at once (median)\n")
+    emit("| connections | secureopsd all subscribed | Redis all subscribed | secureopsd connections/s | Redis connections/s |")
+    emit("|---:|---:|---:|---:|---:|")
+    for p in points("connect"):
+        ms = lambda t: f"{median('connect', p, t, 'allSubscribedSec') * 1000:.0f} ms" if median('connect', p, t, 'allSubscribedSec') else "-"
+        emit(f"| {int(p):,} | {ms('secureops')} | {ms('redis')} | {rate(median('connect', p, 'secureops', 'connectionsPerSec'))} "
+             f"| {rate(median('connect', p, 'redis', 'connectionsPerSec'))} |")
+
+emit("\n### rpc: PING requests/s (connections × pipeline; median)\n")
+emit("| connections × pipeline | secureopsd | Redis | ratio | target | met | secureopsd p50 / p99 | Redis p50 / p99 | server CPU (s/R) | tool CPU (s/R) |")
+emit("|---|---:|---:|---:|---|---|---|---|---|---|")
+targets = {"100x1": 1.0, "100x16": 1.5}
+for p in points("rpc"):
+    s = median("rpc", p, "secureops", "requestsPerSec")
+    r = median("rpc", p, "redis", "requestsPerSec")
+    goal = targets.get(p)
+    met = "-" if goal is None or not (s and r) else ("yes" if s >= goal * r else "**no**")
+    lat = lambda t: " / ".join(us(median("rpc", p, t, k)) for k in ("p50Us", "p99Us"))
+    cpu = lambda t, k: f"{median('rpc', p, t, k) or 0:.0f}%"
+    emit(f"| {p.replace('x', ' × ')} | {rate(s)} | {rate(r)} | {ratio(s, r)} | {'≥ %.1f× Redis' % goal if goal else '-'} | {met} "
+         f"| {lat('secureops')} | {lat('redis')} | {cpu('secureops', 'serverCpuPercent')} / {cpu('redis', 'serverCpuPercent')} "
+         f"| {cpu('secureops', 'toolCpuPercent')} / {cpu('redis', 'toolCpuPercent')} |")
+
+agreement = out / "agreement.txt"
+if agreement.exists() and agreement.read_text().strip():
+    # Lines: "<point> bench {json}" (secureops-bench) or "<point> mode=... k=v" (loadgen.c).
+    series = defaultdict(lambda: {"bench": [], "loadgen": []})
+    for line in agreement.read_text().splitlines():
+        point, _, rest = line.partition(" ")
+        if rest.startswith("bench "):
+            body = rest[6:].strip()
+            if not body.startswith("{"):
+                continue
+            r = json.loads(body)
+            value = r["deliveriesPerSec"] if r["mode"] == "fanout" else r["requestsPerSec"]
+            series[(r["mode"], point)]["bench"].append(value)
+        elif rest.startswith("mode="):
+            kv = dict(part.split("=", 1) for part in rest.split())
+            value = float(kv["deliveries_per_sec"] if kv["mode"] == "fanout" else kv["requests_per_sec"])
+            series[(kv["mode"], point)]["loadgen"].append(value)
+    emit("\n### Agreement with the independent C load generator (same server build, same pinning; median)\n")
+    emit("| workload | secureops-bench | scripts/loadgen/loadgen.c | difference | every run (bench; loadgen) |")
+    emit("|---|---:|---:|---:|---|")
+    for (mode, point), values in series.items():
+        b, c = values["bench"], values["loadgen"]
+        if b and c:
+            mb, mc = statistics.median(b), statistics.median(c)
+            server = "Redis" if point.startswith("redis-") else "secureopsd"
+            name = (f"{server} fanout {point.split('=')[1]} subscribers, 256 B, window 64" if mode == "fanout"
+                    else f"{server} rpc ping {point.split('=')[1]} × 16")
+            emit(f"| {name} | {rate(mb)} | {rate(mc)} | {(mb - mc) / mc * 100:+.1f}% "
+                 f"| {', '.join(rate(x) for x in b)}; {', '.join(rate(x) for x in c)} |")
+
+text = "\n".join(lines) + "\n"
+(out / "summary.md").write_text(text)
+print(text)
+
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    xs = [c[0] for c in chart]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax.plot(xs, [(c[1] or 0) / 1e6 for c in chart], marker="o", label="secureopsd")
+    ax.plot(xs, [(c[2] or 0) / 1e6 for c in chart], marker="s", label="Redis 7 pub/sub")
+    ax.set_xscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{x:,}" for x in xs])
+    ax.set_xlabel("subscribers")
+    ax.set_ylabel("deliveries/s (millions)")
+    ax.set_title("Fan-out, 256-byte alerts, server pinned to one core (median)")
+    ax.set_ylim(0, max([(c[1] or 0) for c in chart] + [(c[2] or 0) for c in chart] + [1]) / 1e6 * 1.15)
+    # Say which side each point was bound by: a server at ~100% of its core
+    # is the limit; a tool at ~100% of its core means the server had room.
+    for x, s_rate, r_rate, tool_cpu, s_cpu, r_cpu in chart:
+        if s_rate and s_cpu is not None:
+            note = f"server {s_cpu:.0f}%" + (f", tool {tool_cpu:.0f}%" if tool_cpu and tool_cpu > 90 else "")
+            ax.annotate(note, (x, s_rate / 1e6), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
+        if r_rate and r_cpu is not None:
+            ax.annotate(f"server {r_cpu:.0f}%", (x, r_rate / 1e6), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
+    ax.text(0.01, 0.01, "labels: CPU of the server's core (and of the tool's, when above 90%)",
+            transform=ax.transAxes, fontsize=7, color="gray")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="center right")
+    fig.tight_layout()
+    fig.savefig(out / "fanout.png")
+    print(f"chart: {out / 'fanout.png'}")
+except ImportError:
+    print("matplotlib is not installed: no chart (python3 -m pip install matplotlib)")
