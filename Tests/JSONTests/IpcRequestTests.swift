@@ -83,3 +83,22 @@ extension JSONValue {
         return nil
     }
 }
+
+@Suite("Known frames")
+struct KnownFrameTests {
+    @Test func theExactPingAndStatusFramesSkipTheParserAndDecodeTheSame() throws {
+        for (text, expected) in [(#"{"type":"ping"}"#, IpcRequest.ping), (#"{"type":"status"}"#, .status)] {
+            let known = Array(text.utf8).withUnsafeBytes { IpcRequest.decodeKnownFrame($0) }
+            #expect(known == expected)
+            #expect(try FastJSONDecoder().decode(IpcRequest.self, from: Array(text.utf8)) == expected)
+        }
+    }
+
+    @Test func anyOtherSpellingIsParsedAndValidatedAsUsual() throws {
+        for text in [#"{ "type":"ping"}"#, #"{"type":"ping","x":1}"#, #"{"type":"pong"}"#, #"{"type":"ping"} "#, #"{"type":"Ping"}"#] {
+            #expect(Array(text.utf8).withUnsafeBytes { IpcRequest.decodeKnownFrame($0) } == nil, "\(text)")
+        }
+        #expect(try FastJSONDecoder().decode(IpcRequest.self, from: Array(#"{ "type" : "ping" }"#.utf8)) == .ping)
+        #expect(throws: JSONDecodingError.self) { try FastJSONDecoder().decode(IpcRequest.self, from: Array(#"{"type":"pong"}"#.utf8)) }
+    }
+}

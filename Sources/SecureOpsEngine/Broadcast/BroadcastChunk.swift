@@ -11,7 +11,7 @@
     let capacity: Int
     /// Global byte offset of `storage[0]` in the broadcast stream.
     let startOffset: UInt64
-    private(set) var used = 0
+    @exclusivity(unchecked) private(set) var used = 0
 
     init(capacity: Int, startOffset: UInt64) {
         self.capacity = capacity

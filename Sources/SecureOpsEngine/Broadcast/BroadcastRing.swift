@@ -14,22 +14,22 @@
         var length: UInt32
     }
 
-    private(set) var maxFrames: Int
-    private(set) var maxBytes: Int
+    @exclusivity(unchecked) private(set) var maxFrames: Int
+    @exclusivity(unchecked) private(set) var maxBytes: Int
     let chunkSize: Int
 
     /// The oldest retained sequence (== `nextSequence` when empty).
-    @_spi(Benchmarks) public private(set) var firstSequence: UInt64 = 1
+    @exclusivity(unchecked) @_spi(Benchmarks) public private(set) var firstSequence: UInt64 = 1
     /// The sequence the next appended frame must carry.
-    @_spi(Benchmarks) public private(set) var nextSequence: UInt64 = 1
-    private(set) var retainedBytes = 0
+    @exclusivity(unchecked) @_spi(Benchmarks) public private(set) var nextSequence: UInt64 = 1
+    @exclusivity(unchecked) private(set) var retainedBytes = 0
     /// Global offset just past the newest frame.
-    private(set) var endOffset: UInt64 = 0
+    @exclusivity(unchecked) private(set) var endOffset: UInt64 = 0
 
-    private var entries: UnsafeMutablePointer<Entry>
-    private var entryCapacity: Int
+    @exclusivity(unchecked) private var entries: UnsafeMutablePointer<Entry>
+    @exclusivity(unchecked) private var entryCapacity: Int
     /// Chunks holding retained frames, oldest first (a few hundred at most).
-    private var chunks: [BroadcastChunk] = []
+    @exclusivity(unchecked) private var chunks: [BroadcastChunk] = []
 
     @_spi(Benchmarks) public init(maxFrames: Int, maxBytes: Int, chunkSize: Int = 256 * 1024) {
         precondition(maxFrames > 0 && maxBytes > 0)

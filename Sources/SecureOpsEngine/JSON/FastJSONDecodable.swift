@@ -41,6 +41,21 @@ public protocol FastJSONDecodable: Decodable {
     /// caller of `FastJSONDecoder.decode` as a `JSONDecodingError` with the
     /// coding path, like errors from `init(from:)`.
     init(fastJSON decoder: FastJSONValueDecoder) throws
+
+    /// The value of a whole frame this type knows byte for byte, or nil to
+    /// parse it normally. Called before parsing, for top-level decodes only.
+    ///
+    /// For the few frames a server sees most (`{"type":"ping"}`), comparing
+    /// bytes with a known literal is a fraction of the cost of parsing. Only
+    /// answer for input that is exactly a valid JSON text you wrote down: the
+    /// decoder does not validate what this returns a value for.
+    static func decodeKnownFrame(_ frame: UnsafeRawBufferPointer) -> Self?
+}
+
+extension FastJSONDecodable {
+    /// No known frames: every frame is parsed.
+    @inline(__always)
+    public static func decodeKnownFrame(_ frame: UnsafeRawBufferPointer) -> Self? { nil }
 }
 
 /// One JSON value inside a `FastJSONDecoder` run, handed to

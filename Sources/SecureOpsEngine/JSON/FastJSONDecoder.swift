@@ -29,6 +29,57 @@ public final class FastJSONDecoder {
         return try impl.decodeTopLevel(type, from: bytes)
     }
 
+    /// The same for a `FastJSONDecodable` type, compiled into the caller:
+    /// called with a concrete type, nothing generic is left at run time
+    /// (no metadata lookups, no value-witness copies of the result).
+    @inlinable
+    public func decode<T: FastJSONDecodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        if let known = T.decodeKnownFrame(bytes) { return known }
+        if isBusy { return try FastJSONDecoder(maxDepth: maxDepth).decode(type, from: bytes) }
+        let root = try beginTopLevel(bytes)
+        defer { endTopLevel() }
+        do {
+            return try T(fastJSON: root)
+        } catch {
+            throw topLevelError(error)
+        }
+    }
+
+    @usableFromInline
+    var isBusy: Bool { impl.busy }
+
+    /// Parses and validates `bytes`; the root value, to decode from.
+    @usableFromInline
+    func beginTopLevel(_ bytes: UnsafeRawBufferPointer) throws -> FastJSONValueDecoder {
+        impl.busy = true
+        do {
+            try impl.document.parse(bytes)
+        } catch {
+            endTopLevel()
+            throw topLevelError(error)
+        }
+        impl.cursor = 0
+        impl.cursorDepth = 0
+        impl.resetPath()
+        return FastJSONValueDecoder(impl: impl, value: 0, depth: 0)
+    }
+
+    @usableFromInline
+    func endTopLevel() {
+        impl.busy = false
+        impl.document.detach()
+    }
+
+    /// Every failure as the `JSONDecodingError` a person reads.
+    @usableFromInline
+    func topLevelError(_ error: any Error) -> JSONDecodingError {
+        switch error {
+        case let error as JSONDecodingError: error
+        case let error as DecodingError: JSONDecodingError(error)
+        default: JSONDecodingError(offset: nil, codingPath: "", reason: String(describing: error))
+        }
+    }
+
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
         try bytes.withUnsafeBytes { try decode(type, from: $0) }
     }
@@ -51,12 +102,12 @@ public final class FastJSONDecoder {
 /// are turned into text only when a path is asked for (errors).
 final class JSONDecoderImpl: Decoder {
     let document: JSONDocument
-    var cursor: UInt32 = 0
-    var cursorDepth: Int = 0
+    @exclusivity(unchecked) var cursor: UInt32 = 0
+    @exclusivity(unchecked) var cursorDepth: Int = 0
     /// The path stack, a raw buffer (no exclusivity checks on the hot path).
-    private var pathBuffer: UnsafeMutablePointer<Int>
-    private var pathCapacity: Int
-    private(set) var pathCount: Int
+    @exclusivity(unchecked) private var pathBuffer: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) private var pathCapacity: Int
+    @exclusivity(unchecked) private(set) var pathCount: Int
 
     init(document: JSONDocument, cursor: UInt32 = 0, path: [Int] = []) {
         self.document = document
@@ -74,7 +125,7 @@ final class JSONDecoderImpl: Decoder {
     }
 
     /// Set while a top-level decode runs (a re-entrant call gets a fresh decoder).
-    var busy = false
+    @exclusivity(unchecked) var busy = false
 
     /// Types already checked for `FastJSONDecodable` (see `fastDecodableType`).
     private let fastTypes = FastTypeCache()
@@ -82,6 +133,8 @@ final class JSONDecoderImpl: Decoder {
     /// Validates `bytes`, then decodes a `T` from the root value. Every error
     /// becomes a `JSONDecodingError`.
     func decodeTopLevel<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        let fast = _isConcrete(T.self) ? T.self as? any FastJSONDecodable.Type : fastDecodableType(T.self)
+        if let fast, let known = knownFrame(fast, bytes, as: T.self) { return known }
         busy = true
         defer {
             busy = false
@@ -90,7 +143,7 @@ final class JSONDecoderImpl: Decoder {
         try document.parse(bytes)
         cursor = 0
         cursorDepth = 0
-        pathCount = 0
+        resetPath()
         do {
             return try decodeCurrent(T.self)
         } catch let error as DecodingError {
@@ -100,6 +153,10 @@ final class JSONDecoderImpl: Decoder {
         } catch {
             throw JSONDecodingError(offset: nil, codingPath: "", reason: String(describing: error))
         }
+    }
+
+    func resetPath() {
+        pathCount = 0
     }
 
     /// The first `depth` path elements.
@@ -235,6 +292,13 @@ final class JSONDecoderImpl: Decoder {
         let found = type as? any FastJSONDecodable.Type
         fastTypes.remember(id, found)
         return found
+    }
+
+    /// `F.decodeKnownFrame`, as `T` (which is `F`).
+    @inline(__always)
+    func knownFrame<F: FastJSONDecodable, T>(_ fast: F.Type, _ bytes: UnsafeRawBufferPointer, as type: T.Type) -> T? {
+        guard let value = F.decodeKnownFrame(bytes) else { return nil }
+        return unsafeBitCast(value, to: T.self)
     }
 
     /// Calls `F.init(fastJSON:)` for the value at `cursor`; `T` is `F`

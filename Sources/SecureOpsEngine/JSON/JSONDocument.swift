@@ -82,16 +82,16 @@ func hex2(_ b: UInt8) -> String {
 /// A validated JSON text laid out on a tape. Reused from frame to frame; not
 /// thread-safe. `base` is only valid during the call that set it.
 final class JSONDocument {
-    private(set) var entries: UnsafeMutablePointer<TapeEntry>
-    private var capacity: Int
-    private(set) var count: Int = 0
-    private(set) var base: UnsafePointer<UInt8>
-    private(set) var length: Int = 0
+    @exclusivity(unchecked) private(set) var entries: UnsafeMutablePointer<TapeEntry>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private(set) var count: Int = 0
+    @exclusivity(unchecked) private(set) var base: UnsafePointer<UInt8>
+    @exclusivity(unchecked) private(set) var length: Int = 0
     let maxDepth: Int
     /// Unescaped string bytes, reused (a raw buffer: no exclusivity checks).
-    private var scratch: UnsafeMutablePointer<UInt8>
-    private var scratchCapacity: Int
-    private var scratchCount = 0
+    @exclusivity(unchecked) private var scratch: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var scratchCapacity: Int
+    @exclusivity(unchecked) private var scratchCount = 0
 
     nonisolated(unsafe) private static let emptyByte: UnsafeMutablePointer<UInt8> = {
         let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
@@ -174,8 +174,8 @@ final class JSONDocument {
         }
     }
 
-    private var current: UInt32 = noParent
-    private var depth = 0
+    @exclusivity(unchecked) private var current: UInt32 = noParent
+    @exclusivity(unchecked) private var depth = 0
 
     private func scan() throws {
         let p = base, n = length

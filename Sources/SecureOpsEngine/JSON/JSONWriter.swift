@@ -21,7 +21,9 @@ public struct JSONWriter {
 
     /// Empties the buffer, keeping its capacity.
     public mutating func reset() {
-        bytes.removeAll(keepingCapacity: true)
+        // removeLast(n) only lowers the count; removeAll(keepingCapacity:)
+        // goes through the general replaceSubrange path.
+        bytes.removeLast(bytes.count)
         needsComma = false
     }
 

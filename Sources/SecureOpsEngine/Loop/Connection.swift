@@ -23,37 +23,37 @@ final class Connection {
     let fd: Int32
     let peer: PeerCred
     let groups: [UInt32]
-    var state = State.open
+    @exclusivity(unchecked) var state = State.open
     /// Why the connection is closing; the first cause recorded wins.
-    var closeReason: CloseReason?
-    var framer: LineFramer
+    @exclusivity(unchecked) var closeReason: CloseReason?
+    @exclusivity(unchecked) var framer: LineFramer
     /// When the first byte of the unfinished frame in `framer` arrived;
     /// 0 when there is none.
-    var frameStartedAt: UInt64 = 0
+    @exclusivity(unchecked) var frameStartedAt: UInt64 = 0
 
     // Operations in the kernel. The socket is closed only when all are reaped.
-    var receiveArmed = false
-    var receiveWanted = true
+    @exclusivity(unchecked) var receiveArmed = false
+    @exclusivity(unchecked) var receiveWanted = true
     /// At shutdown: once the armed receive has ended, read what the kernel
     /// already holds for this socket, so requests sent before shutdown are
     /// answered.
-    var drainInputWhenReceiveEnds = false
-    var hangupPollArmed = false
-    var send: SendOperation?
-    var sendStartedAt: UInt64 = 0
+    @exclusivity(unchecked) var drainInputWhenReceiveEnds = false
+    @exclusivity(unchecked) var hangupPollArmed = false
+    @exclusivity(unchecked) var send: SendOperation?
+    @exclusivity(unchecked) var sendStartedAt: UInt64 = 0
 
     // Replies.
-    var output: OutputBuffer?
-    var nextRequestID: UInt64 = 0
+    @exclusivity(unchecked) var output: OutputBuffer?
+    @exclusivity(unchecked) var nextRequestID: UInt64 = 0
     /// Replies waiting for an earlier offloaded reply, in request order.
     /// Empty unless an offloaded handler is outstanding.
-    var orderedReplies: [PendingReply] = []
-    var outstandingOffloads = 0
-    var queuedForFlush = false
+    @exclusivity(unchecked) var orderedReplies: [PendingReply] = []
+    @exclusivity(unchecked) var outstandingOffloads = 0
+    @exclusivity(unchecked) var queuedForFlush = false
 
     // Subscription: the sequence of the next broadcast frame to send.
-    var subscriberIndex = -1
-    var cursor: UInt64 = 0
+    @exclusivity(unchecked) var subscriberIndex = -1
+    @exclusivity(unchecked) var cursor: UInt64 = 0
 
     init(slot: UInt32, generation: UInt32, fd: Int32, peer: PeerCred, groups: [UInt32], maxFrameBytes: Int) {
         self.groups = groups

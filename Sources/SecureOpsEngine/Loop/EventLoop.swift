@@ -17,52 +17,52 @@ import Logging
 ///  5. handle every completion, returning receive buffers at once.
 final class EventLoop {
     let configuration: EngineConfiguration
-    private(set) var limits: EngineLimits
+    @exclusivity(unchecked) private(set) var limits: EngineLimits
     let logger: Logger
     let counters: EngineCounters
     let inbox: Inbox
     let ring: IOURing
     let receiveBuffers: ProvidedBufferRing
     let broadcast: BroadcastRing
-    var dispatcher: FrameDispatcher!
+    @exclusivity(unchecked) var dispatcher: FrameDispatcher!
 
-    private var listener: UnixListener?
-    private(set) var connectionCapacity: Int
-    var connections: [Connection?] = []
-    private var generations: [UInt32] = []
-    private var freeSlots: [UInt32] = []
-    private var openConnections = 0
-    private var connectionsPerUID: [UInt32: Int] = [:]
+    @exclusivity(unchecked) private var listener: UnixListener?
+    @exclusivity(unchecked) private(set) var connectionCapacity: Int
+    @exclusivity(unchecked) var connections: [Connection?] = []
+    @exclusivity(unchecked) private var generations: [UInt32] = []
+    @exclusivity(unchecked) private var freeSlots: [UInt32] = []
+    @exclusivity(unchecked) private var openConnections = 0
+    @exclusivity(unchecked) private var connectionsPerUID: [UInt32: Int] = [:]
 
-    var subscribers: [Connection] = []
-    var flushQueue: [Connection] = []
-    var receiveRearmQueue: [Connection] = []
+    @exclusivity(unchecked) var subscribers: [Connection] = []
+    @exclusivity(unchecked) var flushQueue: [Connection] = []
+    @exclusivity(unchecked) var receiveRearmQueue: [Connection] = []
     /// Connections whose receive ended with -ENOBUFS, oldest first, from
     /// `starvedHead` on.
-    var starvedReceives: [Connection] = []
-    var starvedHead = 0
-    var broadcastAdvanced = false
+    @exclusivity(unchecked) var starvedReceives: [Connection] = []
+    @exclusivity(unchecked) var starvedHead = 0
+    @exclusivity(unchecked) var broadcastAdvanced = false
     let outputBuffers = OutputBufferPool()
     let sendOperations = SendOperationPool()
-    var scratch = JSONWriter(capacity: 1024)
+    @exclusivity(unchecked) var scratch = JSONWriter(capacity: 1024)
     let offloadQueue: DispatchQueue
 
-    private var acceptArmed = false
-    private var acceptRetryAt: UInt64 = 0
-    private var wakeArmed = false
+    @exclusivity(unchecked) private var acceptArmed = false
+    @exclusivity(unchecked) private var acceptRetryAt: UInt64 = 0
+    @exclusivity(unchecked) private var wakeArmed = false
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
-    private(set) var now: UInt64
-    private var nextHousekeeping: UInt64 = 0
-    private var reportedOverflows = 0
+    @exclusivity(unchecked) private(set) var now: UInt64
+    @exclusivity(unchecked) private var nextHousekeeping: UInt64 = 0
+    @exclusivity(unchecked) private var reportedOverflows = 0
 
     enum RunState { case running, draining(deadline: UInt64), stopped }
-    private(set) var runState = RunState.running
+    @exclusivity(unchecked) private(set) var runState = RunState.running
 
     // Scratch arrays swapped with the inbox's, so taking its contents does
     // not allocate.
-    private var takenMessages: [InboxMessage] = []
-    private var takenFrameBytes: [UInt8] = []
-    private var takenFrameLengths: [Int] = []
+    @exclusivity(unchecked) private var takenMessages: [InboxMessage] = []
+    @exclusivity(unchecked) private var takenFrameBytes: [UInt8] = []
+    @exclusivity(unchecked) private var takenFrameLengths: [Int] = []
 
     init(
         configuration: EngineConfiguration, listener: UnixListener, inbox: Inbox,

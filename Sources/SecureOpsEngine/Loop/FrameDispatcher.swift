@@ -27,20 +27,18 @@ final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
     func dispatch(frame: UnsafeRawBufferPointer, connection: Connection, loop: EventLoop) -> Bool {
         let requestID = connection.nextRequestID
         connection.nextRequestID += 1
-        let request: Handler.Request
-        do {
-            request = try decoder.decode(Handler.Request.self, from: frame)
-        } catch {
-            loop.counters.malformedFrames.add(1, ordering: .relaxed)
-            return loop.replyWithError(describe(error), to: connection, requestID: requestID)
-        }
         context.begin(connection)
         let reply: Reply
-        do {
-            reply = try handler.handle(request, context: context)
-        } catch {
+        switch handler.respond(toFrame: frame, decoder: decoder, context: context) {
+        case .reply(let answer):
+            reply = answer
+        case .undecodable(let message):
             context.end()
-            return loop.replyWithError(describe(error), to: connection, requestID: requestID)
+            loop.counters.malformedFrames.add(1, ordering: .relaxed)
+            return loop.replyWithError(message, to: connection, requestID: requestID)
+        case .failed(let message):
+            context.end()
+            return loop.replyWithError(message, to: connection, requestID: requestID)
         }
         let subscribeAt = context.subscribeAt
         let result: Bool
@@ -78,6 +76,7 @@ final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
 }
 
 /// The message a person reads for an error thrown while decoding or handling.
+@usableFromInline
 func describe(_ error: any Error) -> String {
     if let error = error as? CustomStringConvertible {
         return error.description

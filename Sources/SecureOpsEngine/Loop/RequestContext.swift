@@ -4,9 +4,16 @@
 /// returns.
 public final class RequestContext {
     /// The connection the request came from, with its peer credentials.
-    public private(set) var connection: ConnectionInfo
+    public var connection: ConnectionInfo { current!.info }
+
+    /// The peer's credentials (`connection.peer`, without building the rest).
+    public var peer: PeerCred { current!.peer }
+
+    /// The connection being answered. Not retained: the loop holds every
+    /// open connection, and a context is used only while `handle` runs.
+    @exclusivity(unchecked) private unowned(unsafe) var current: Connection?
     /// Write the reply frame(s) here, each ending with `newline()`.
-    public var response = JSONWriter(capacity: 4096)
+    @exclusivity(unchecked) public var response = JSONWriter(capacity: 4096)
 
     /// The engine's broadcast stream identity (`Engine.epoch`): send it with
     /// a subscription's first reply so a client that reconnects can tell a
@@ -14,16 +21,15 @@ public final class RequestContext {
     public let epoch: StreamEpoch
 
     unowned let loop: EventLoop
-    private(set) var subscribeAt: UInt64?
+    @exclusivity(unchecked) private(set) var subscribeAt: UInt64?
 
     init(loop: EventLoop, epoch: StreamEpoch) {
         self.loop = loop
         self.epoch = epoch
-        connection = ConnectionInfo(id: ConnectionID(slot: 0, generation: 0), peer: PeerCred(pid: 0, uid: 0, gid: 0), groups: [])
     }
 
     func begin(_ connection: Connection) {
-        self.connection = connection.info
+        current = connection
         response.reset()
         subscribeAt = nil
     }

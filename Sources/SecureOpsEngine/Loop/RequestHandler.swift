@@ -22,6 +22,14 @@ public protocol RequestHandler: AnyObject, SendableMetatype {
     /// A thrown error becomes an error frame; the connection stays open.
     func handle(_ request: Request, context: RequestContext) throws -> Reply
 
+    /// Decodes one frame as `Request` and answers it. You do not write this:
+    /// the default decodes with `decoder` and calls `handle`. It is a
+    /// requirement so that it is compiled with your handler's concrete
+    /// types (a `Request` that adopts `FastJSONDecodable` then decodes with
+    /// no generic dispatch at all). Override it only to look at raw frames
+    /// before they are decoded.
+    func respond(toFrame frame: UnsafeRawBufferPointer, decoder: FastJSONDecoder, context: RequestContext) -> FrameOutcome
+
     /// Writes an error frame (with its trailing newline). The engine uses it
     /// for undecodable frames, oversized frames, refused peers and thrown
     /// errors. The default writes `{"type":"err","message":...}`.
@@ -33,6 +41,50 @@ public protocol RequestHandler: AnyObject, SendableMetatype {
 
     /// Called when a connection admitted or refused by `admit` is gone.
     func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason)
+}
+
+extension RequestHandler {
+    @inlinable
+    public func respond(toFrame frame: UnsafeRawBufferPointer, decoder: FastJSONDecoder, context: RequestContext) -> FrameOutcome {
+        let request: Request
+        do {
+            request = try decoder.decode(Request.self, from: frame)
+        } catch {
+            return .undecodable(describe(error))
+        }
+        do {
+            return .reply(try handle(request, context: context))
+        } catch {
+            return .failed(describe(error))
+        }
+    }
+}
+
+extension RequestHandler where Request: FastJSONDecodable {
+    @inlinable
+    public func respond(toFrame frame: UnsafeRawBufferPointer, decoder: FastJSONDecoder, context: RequestContext) -> FrameOutcome {
+        let request: Request
+        do {
+            request = try decoder.decode(Request.self, from: frame)
+        } catch {
+            return .undecodable(describe(error))
+        }
+        do {
+            return .reply(try handle(request, context: context))
+        } catch {
+            return .failed(describe(error))
+        }
+    }
+}
+
+/// What became of one frame.
+public enum FrameOutcome: Sendable {
+    /// It decoded and the handler answered.
+    case reply(Reply)
+    /// It did not decode; the message says why (it goes into an error frame).
+    case undecodable(String)
+    /// The handler threw; the message goes into an error frame.
+    case failed(String)
 }
 
 extension RequestHandler {

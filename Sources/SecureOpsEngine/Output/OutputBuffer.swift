@@ -8,9 +8,9 @@ import Glibc
 /// completion), and new responses go into a fresh buffer from the pool. So a
 /// buffer is never grown or rewritten while the kernel may read it.
 final class OutputBuffer {
-    private(set) var base: UnsafeMutableRawPointer
-    private(set) var capacity: Int
-    private(set) var count = 0
+    @exclusivity(unchecked) private(set) var base: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private(set) var capacity: Int
+    @exclusivity(unchecked) private(set) var count = 0
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -54,7 +54,7 @@ final class OutputBuffer {
 /// nothing in steady state. Bounded: buffers beyond `limit`, and buffers
 /// that grew large, are freed.
 @_spi(Benchmarks) public final class OutputBufferPool {
-    private var free: [OutputBuffer] = []
+    @exclusivity(unchecked) private var free: [OutputBuffer] = []
     private let initialCapacity: Int
     private let limit: Int
     private let keepCapacity: Int

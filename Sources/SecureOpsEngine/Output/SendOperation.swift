@@ -14,13 +14,13 @@ import Glibc
 
     let header: UnsafeMutablePointer<msghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
-    @_spi(Benchmarks) public private(set) var iovecCount = 0
-    private var firstPending = 0
-    @_spi(Benchmarks) public private(set) var remainingBytes = 0
-    private(set) var buffers: [OutputBuffer] = []
-    private var chunks: [BroadcastChunk] = []
+    @exclusivity(unchecked) @_spi(Benchmarks) public private(set) var iovecCount = 0
+    @exclusivity(unchecked) private var firstPending = 0
+    @exclusivity(unchecked) @_spi(Benchmarks) public private(set) var remainingBytes = 0
+    @exclusivity(unchecked) private(set) var buffers: [OutputBuffer] = []
+    @exclusivity(unchecked) private var chunks: [BroadcastChunk] = []
     /// Bytes of responses (not broadcast frames) this send still carries.
-    private(set) var responseBytes = 0
+    @exclusivity(unchecked) private(set) var responseBytes = 0
 
     @_spi(Benchmarks) public init() {
         header = .allocate(capacity: 1)
@@ -102,7 +102,7 @@ import Glibc
 /// Recycles send operations (bounded), so a send allocates nothing in
 /// steady state.
 final class SendOperationPool {
-    private var free: [SendOperation] = []
+    @exclusivity(unchecked) private var free: [SendOperation] = []
     private let limit: Int
 
     init(limit: Int = 1024) {

@@ -14,14 +14,14 @@ final class IOURing {
     let ring: UnsafeMutablePointer<io_uring>
     let setup: RingSetup
     /// SQEs prepared since the last submit.
-    private(set) var unsubmitted = 0
-    private var completionBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
+    @exclusivity(unchecked) private(set) var unsubmitted = 0
+    @exclusivity(unchecked) private var completionBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
     private let completionBatchSize = 256
     /// Completions moved out of the CQ ring to make room when the
     /// submission queue could not be emptied; handled first next time.
-    private var deferred: [(userData: UInt64, result: Int32, flags: UInt32)] = []
+    @exclusivity(unchecked) private var deferred: [(userData: UInt64, result: Int32, flags: UInt32)] = []
     /// Turns that found completions on the kernel's overflow list.
-    private(set) var overflowTurns = 0
+    @exclusivity(unchecked) private(set) var overflowTurns = 0
 
     /// Creates a ring with `entries` submission slots and `completionEntries`
     /// completion slots, asking for the best flags the kernel offers and

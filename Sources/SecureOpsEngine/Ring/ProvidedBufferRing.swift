@@ -17,7 +17,7 @@ final class ProvidedBufferRing {
     private let bufferRing: UnsafeMutablePointer<io_uring_buf_ring>
     private let memory: UnsafeMutableRawPointer
     private let mask: UInt32
-    private var pendingReturns: Int32 = 0
+    @exclusivity(unchecked) private var pendingReturns: Int32 = 0
 
     init(ring: IOURing, group: Int32, count: Int, bufferSize: Int) throws(EngineError) {
         precondition(count > 0 && count & (count - 1) == 0 && count <= 32768, "buffer count must be a power of two ≤ 32768")
