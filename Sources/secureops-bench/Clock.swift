@@ -54,6 +54,17 @@ struct ProcessProbe {
         return nil
     }
 
+    /// Open descriptors (entries of /proc/PID/fd), or nil when unreadable.
+    func openDescriptors() -> Int? {
+        guard let directory = opendir("/proc/\(pid)/fd") else { return nil }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            if entry.pointee.d_name.0 != UInt8(ascii: ".") { count += 1 }
+        }
+        return count
+    }
+
     /// utime + stime in seconds, or nil.
     func cpuSeconds() -> Double? {
         guard let text = readSmallFile("/proc/\(pid)/stat") else { return nil }

@@ -25,6 +25,13 @@ struct FanoutSettings {
     var interval: Double?
     /// Print soak rows to stderr (stdout carries the JSON).
     var rowsToStandardError = false
+    /// Soak: connections per second that connect, subscribe and hang up
+    /// while publishing goes on (each lives `churnLifetime` seconds and is
+    /// closed without reading what it was sent).
+    var churn: Double = 0
+    var churnLifetime: Double = 0.25
+    /// Soak: subscribers that subscribe and then never read a byte.
+    var stuck: Int = 0
 }
 
 /// What one fan-out run measured.
@@ -58,6 +65,14 @@ struct FanoutOutcome {
     var serverRSSEnd: Int?
     var interruptedByUser = false
     var stalled = false
+    /// Soak: churning connections opened (and closed) while publishing.
+    var churned = 0
+    /// Soak: never-reading subscribers, and how many of them the server
+    /// had hung up on by the end.
+    var stuck = 0
+    var stuckClosedByServer = 0
+    var serverDescriptorsSubscribed: Int?
+    var serverDescriptorsEnd: Int?
 }
 
 /// One fan-out run: N subscribers and P publishers on one epoll loop in one
@@ -104,6 +119,9 @@ final class FanoutRun {
     private var totalSent = 0
     private var publishing = false
     private var publishDeadline: UInt64 = .max
+    /// Soak: churning connections alive now (descriptor, opened at).
+    private var churners: [(fd: Int32, openedAt: UInt64)] = []
+    private var stuckFDs: [Int32] = []
 
     private static let publisherTag: UInt64 = 1 << 40
     private static let subscribeOKPrefix: [UInt8] = Array(#"{"type":"ok","subscribed":true"#.utf8)
@@ -138,6 +156,8 @@ final class FanoutRun {
     deinit {
         for fd in subscriberFDs where fd >= 0 { close(fd) }
         for publisher in publishers { close(publisher.fd) }
+        for churner in churners { close(churner.fd) }
+        for fd in stuckFDs { close(fd) }
         expected.deallocate()
         respLine.deallocate()
         respKind.deallocate()
@@ -150,13 +170,21 @@ final class FanoutRun {
         let probe = server.probe
         outcome.serverRSSBefore = probe?.residentBytes()
         try subscribeAll()
+        try subscribeStuck()
         // Let the server's allocations settle before reading memory.
         usleep(200_000)
         outcome.serverRSSSubscribed = probe?.residentBytes()
+        outcome.serverDescriptorsSubscribed = probe?.openDescriptors()
         if settings.alerts > 0 || settings.duration != nil {
             try publishAndDrain()
         }
+        for churner in churners { close(churner.fd) }
+        churners.removeAll()
+        countStuckClosedByServer()
+        // Give the server a moment to reap the churners' hang-ups.
+        if settings.churn > 0 { usleep(200_000) }
         outcome.serverRSSEnd = probe?.residentBytes()
+        outcome.serverDescriptorsEnd = probe?.openDescriptors()
         outcome.latency = latencies.histogram()
         finishAccounting()
         return outcome
@@ -210,6 +238,47 @@ final class FanoutRun {
         }
     }
 
+    /// Soak: subscribers that never read. They are not polled; whatever the
+    /// server sends piles up in their socket until it gives up on them.
+    private func subscribeStuck() throws {
+        guard settings.stuck > 0 else { return }
+        for _ in 0..<settings.stuck {
+            let fd = try UnixSocket.connect(server.socketPath)
+            try UnixSocket.sendAll(fd, wire.subscribeRequest)
+            stuckFDs.append(fd)
+        }
+        outcome.stuck = settings.stuck
+    }
+
+    /// A peer that hung up shows as POLLHUP on a Unix stream socket.
+    private func countStuckClosedByServer() {
+        var closed = 0
+        for fd in stuckFDs {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&entry, 1, 0) == 1 && entry.revents & Int16(POLLHUP) != 0 { closed += 1 }
+        }
+        outcome.stuckClosedByServer = closed
+    }
+
+    /// Soak: opens the churning connections that are due and hangs up on
+    /// those past their lifetime.
+    private func churn(now: UInt64) {
+        let lifetime = UInt64(settings.churnLifetime * 1e9)
+        while let oldest = churners.first, now - oldest.openedAt >= lifetime {
+            close(oldest.fd)
+            churners.removeFirst()
+        }
+        guard publishing else { return }
+        let due = Int(seconds(now - startedAt) * settings.churn)
+        while outcome.churned < due {
+            guard let fd = try? UnixSocket.connect(server.socketPath) else { return }
+            UnixSocket.setNonBlocking(fd)
+            _ = try? UnixSocket.sendAll(fd, wire.subscribeRequest)
+            churners.append((fd, now))
+            outcome.churned += 1
+        }
+    }
+
     private func publishAndDrain() throws {
         let count = settings.publishers
         for p in 0..<count {
@@ -241,7 +310,8 @@ final class FanoutRun {
         if let interval = settings.interval {
             _ = interval
             let titles: [(String, Int)] = [("time", 8), ("deliveries/s", 14), ("p50 ms", 11), ("p99 ms", 11), ("max ms", 11),
-                                           ("server RSS MiB", 16), ("server CPU", 12), ("tool CPU", 10), ("gaps", 6), ("lagged", 8)]
+                                           ("server RSS MiB", 16), ("server fds", 12), ("server CPU", 12), ("tool CPU", 10),
+                                           ("churned", 9), ("gaps", 6), ("lagged", 8)]
             row(titles.map { Format.leftPad($0.0, $0.1) }.joined())
         }
 
@@ -259,6 +329,7 @@ final class FanoutRun {
             }
             turn(timeoutMilliseconds: waitMilliseconds)
             now = monotonicNanos()
+            if settings.churn > 0 { churn(now: now) }
 
             if publishFinishedAt == 0 && publishers.allSatisfy({ $0.isFinished(publishing: publishing) }) {
                 publishFinishedAt = now
@@ -302,8 +373,10 @@ final class FanoutRun {
                     (Format.fixed(Double(interval.valueAtPercentile(99)) / 1e6, 3), 11),
                     (Format.fixed(Double(interval.max) / 1e6, 3), 11),
                     (probe?.residentBytes().map { Format.fixed(Double($0) / 1_048_576, 1) } ?? "-", 16),
+                    (probe?.openDescriptors().map { "\($0)" } ?? "-", 12),
                     (serverShare.map { "\(Int($0.rounded()))%" } ?? "-", 12),
                     ("\(Int(((toolCPU - intervalToolCPU) / span * 100).rounded()))%", 10),
+                    ("\(outcome.churned)", 9),
                     ("\(gapCount())", 6),
                     ("\(outcome.laggedSkipped)", 8),
                 ]

@@ -171,22 +171,47 @@ struct Soak: ParsableCommand {
     @Option(help: "Seconds between printed rows.")
     var interval: Double = 1
 
+    @Option(help: "Connections per second that connect, subscribe and hang up without reading while publishing goes on.")
+    var churn: Double = 0
+
+    @Option(help: "Extra subscribers that subscribe and never read a byte (the server should cut them off, not stall).")
+    var stuck: Int = 0
+
     func validate() throws {
         try validateFanout(subscribers: subscribers, size: size, publishers: publishers, rate: rate, window: window, target: common.target)
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
         guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        guard churn >= 0 && churn <= 10_000 else { throw ValidationError("--churn must be between 0 and 10000 connections per second") }
+        guard stuck >= 0 else { throw ValidationError("--stuck must not be negative") }
     }
 
     func run() throws {
         try runMeasured {
             let server = try common.startServer()
             defer { server.stop() }
-            if !common.json { print("soak: \(server.description), \(subscribers) subscribers, \(Format.grouped(rate)) alerts/s for \(Format.fixed(duration, 0)) s") }
-            let settings = FanoutSettings(
+            if !common.json {
+                var text = "soak: \(server.description), \(subscribers) subscribers, \(Format.grouped(rate)) alerts/s for \(Format.fixed(duration, 0)) s"
+                if churn > 0 { text += ", \(Format.grouped(churn)) churning connections/s" }
+                if stuck > 0 { text += ", \(stuck) never-reading subscribers" }
+                print(text)
+            }
+            var settings = FanoutSettings(
                 subscribers: subscribers, alerts: 0, duration: duration, size: size, publishers: publishers, rate: rate,
                 window: window, progress: false, interval: interval, rowsToStandardError: common.json)
+            settings.churn = churn
+            settings.stuck = stuck
             let outcome = try FanoutRun(settings: settings, server: server).run()
-            let report = FanoutReport.make(mode: "soak", settings: settings, outcome: outcome, server: server)
+            var report = FanoutReport.make(mode: "soak", settings: settings, outcome: outcome, server: server)
+            report.set("churned", outcome.churned)
+            report.set("stuck", outcome.stuck)
+            report.set("stuckClosedByServer", outcome.stuckClosedByServer)
+            report.set("serverFdsSubscribed", outcome.serverDescriptorsSubscribed)
+            report.set("serverFdsEnd", outcome.serverDescriptorsEnd)
+            if churn > 0 { report.line("churned", "\(Format.grouped(Double(outcome.churned))) connections opened, subscribed and dropped") }
+            if stuck > 0 { report.line("never-reading subscribers", "\(outcome.stuckClosedByServer) of \(outcome.stuck) cut off by the server") }
+            if let subscribed = outcome.serverDescriptorsSubscribed, let end = outcome.serverDescriptorsEnd {
+                report.line("server descriptors", "\(subscribed) subscribed, \(end) at the end")
+            }
             common.json ? report.printJSON() : report.printTable()
             return FanoutReport.isClean(outcome)
         }
