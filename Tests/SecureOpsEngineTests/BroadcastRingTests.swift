@@ -100,6 +100,33 @@ struct BroadcastRingTests {
         #expect(ring.firstSequence == 41)
     }
 
+    @Test func anEvictedChunksSlabIsReusedByTheNextChunk() {
+        let ring = BroadcastRing(maxFrames: 4, maxBytes: 1 << 20, chunkSize: 64)
+        // Each 60-byte frame fills its own 64-byte chunk; with four
+        // retained, every append evicts one chunk and needs another.
+        append(ring, (1...4).map { frame($0, size: 60) })
+        #expect(ring.chunkPool.spareCount == 0)
+        append(ring, [frame(5, size: 60)]) // evicts frame 1: its slab is spare
+        #expect(ring.chunkPool.spareCount == 1)
+        append(ring, [frame(6, size: 60)]) // takes it, evicts frame 2's
+        #expect(ring.chunkPool.spareCount == 1)
+        #expect(gathered(ring, from: 3, to: 7) == (3...6).flatMap { frame($0, size: 60) })
+    }
+
+    @Test func theSlabPoolKeepsOnlyItsOwnSizeAndOnlyUpToItsLimit() {
+        let pool = ChunkStoragePool(slabSize: 128, maximumSpare: 1)
+        let first = pool.take(byteCount: 128)
+        let second = pool.take(byteCount: 128)
+        let odd = pool.take(byteCount: 4096)
+        pool.recycle(first, byteCount: 128)
+        pool.recycle(second, byteCount: 128) // over the limit: freed
+        pool.recycle(odd, byteCount: 4096) // not a slab: freed
+        #expect(pool.take(byteCount: 128) == first)
+        let fresh = pool.take(byteCount: 128)
+        #expect(fresh != first)
+        pool.recycle(fresh, byteCount: 128)
+    }
+
     @Test func growsItsIndexPastTheInitialCapacity() {
         let ring = BroadcastRing(maxFrames: 5000, maxBytes: 1 << 30)
         append(ring, (1...3000).map { frame($0) })

@@ -30,12 +30,14 @@
     @exclusivity(unchecked) private var entryCapacity: Int
     /// Chunks holding retained frames, oldest first (a few hundred at most).
     @exclusivity(unchecked) private var chunks: [BroadcastChunk] = []
+    let chunkPool: ChunkStoragePool
 
     @_spi(Benchmarks) public init(maxFrames: Int, maxBytes: Int, chunkSize: Int = 256 * 1024) {
         precondition(maxFrames > 0 && maxBytes > 0)
         self.maxFrames = maxFrames
         self.maxBytes = maxBytes
         self.chunkSize = chunkSize
+        chunkPool = ChunkStoragePool(slabSize: chunkSize)
         entryCapacity = 1024
         entries = .allocate(capacity: entryCapacity)
     }
@@ -63,7 +65,7 @@
         if let tail = chunks.last, tail.spaceLeft >= frame.count {
             chunk = tail
         } else {
-            chunk = BroadcastChunk(capacity: max(chunkSize, frame.count), startOffset: endOffset)
+            chunk = BroadcastChunk(capacity: max(chunkSize, frame.count), startOffset: endOffset, pool: chunkPool)
             chunks.append(chunk)
         }
         chunk.append(frame)
