@@ -43,7 +43,10 @@ final class EventLoop {
     @exclusivity(unchecked) var starvedHead = 0
     @exclusivity(unchecked) var broadcastAdvanced = false
     let outputBuffers = OutputBufferPool()
-    let sendOperations = SendOperationPool()
+    /// Keeps as many operations as there can be sends in flight (one per
+    /// connection): with fewer, a fan-out to more subscribers than the pool
+    /// held freed and re-allocated operations on every sweep.
+    let sendOperations: SendOperationPool
     @exclusivity(unchecked) var scratch = JSONWriter(capacity: 1024)
     let offloadQueue: DispatchQueue
 
@@ -75,6 +78,7 @@ final class EventLoop {
         self.inbox = inbox
         self.listener = listener
         self.connectionCapacity = connectionCapacity
+        sendOperations = SendOperationPool(limit: connectionCapacity)
         ring = try IOURing(
             entries: configuration.submissionQueueEntries,
             completionEntries: configuration.completionQueueEntries, logger: logger)

@@ -100,12 +100,13 @@ import Glibc
 }
 
 /// Recycles send operations (bounded), so a send allocates nothing in
-/// steady state.
+/// steady state. Operations are only created while that many sends are in
+/// flight at once, so the bound costs nothing until it is needed.
 final class SendOperationPool {
     @exclusivity(unchecked) private var free: [SendOperation] = []
     private let limit: Int
 
-    init(limit: Int = 1024) {
+    init(limit: Int) {
         self.limit = limit
     }
 
