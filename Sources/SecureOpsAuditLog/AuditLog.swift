@@ -31,9 +31,9 @@ public final class AuditLog: Sendable {
     private let key: KeyBox
     private let queue = DispatchQueue(label: "secureops.audit-log")
     /// Only touched on `queue`.
-    private let chain: Mutex<Chain>
+    private let chain: Locked<Chain>
     /// Read from any thread (status on the loop thread): never held across I/O.
-    private let healthState: Mutex<Health>
+    private let healthState: Locked<Health>
     private let pending = Atomic<Int>(0)
     private let dropped = Atomic<Int>(0)
     private let report: @Sendable (String) -> Void
@@ -160,8 +160,8 @@ public final class AuditLog: Sendable {
         self.headPath = headPath
         self.notes = notes
         self.key = KeyBox(key)
-        self.chain = Mutex(chain)
-        healthState = Mutex(Health(records: chain.nextSeq - 1))
+        self.chain = Locked(chain)
+        healthState = Locked(Health(records: chain.nextSeq - 1))
         self.report = report
     }
 

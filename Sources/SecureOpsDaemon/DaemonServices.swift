@@ -17,18 +17,18 @@ public final class DaemonServices: Sendable {
     /// The policy in force and its generation (bumped on every applied
     /// reload, so handlers know to recompute cached grants). One lock, so
     /// nobody sees a new policy with an old generation or the reverse.
-    private let policyState: Mutex<(policy: Policy, generation: Int)>
+    private let policyState: Locked<(policy: Policy, generation: Int)>
     /// Serializes reloads (SIGHUP and requests may race); held across the
     /// file read on a Dispatch worker, never on the loop thread.
-    private let reloadLock = Mutex<Void>(())
-    private let engineHandle = Mutex<Engine<SecureOpsHandler>?>(nil)
+    private let reloadLock = Locked<Void>(())
+    private let engineHandle = Locked<Engine<SecureOpsHandler>?>(nil)
 
     init(options: DaemonOptions, policy: Policy, logger: Logger, auditLog: AuditLog) {
         self.options = options
         self.logger = logger
         daemonUID = getuid()
         startedAt = Self.monotonicNanoseconds()
-        policyState = Mutex((policy, 0))
+        policyState = Locked((policy, 0))
         trail = AuditTrail(log: auditLog)
         killSwitch = KillSwitch(stateDirectory: options.stateDirectory) { message in
             logger.error("\(message)")

@@ -126,7 +126,7 @@ struct AsyncClientInProcessTests {
         let engine = try startEngine(WireHandler(), path: scratch.socket())
         let client = try await SecureOpsAsyncClient.connect(to: scratch.socket())
         let subscription = try await client.subscribe(reconnect: .default)
-        let firstAlert = Mutex(false)
+        let firstAlert = Locked(false)
         let consumer = Task {
             var count = 0
             for try await event in subscription {

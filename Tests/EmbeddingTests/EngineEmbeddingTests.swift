@@ -121,7 +121,7 @@ struct EngineEmbeddingTests {
         _ = try watcher.readLine()
 
         let publishers = 8, perPublisher = 2_000
-        let returned = Mutex<[[UInt64]]>(Array(repeating: [], count: publishers))
+        let returned = Locked<[[UInt64]]>(Array(repeating: [], count: publishers))
         let start = DispatchSemaphore(value: 0)
         let done = DispatchGroup()
         for publisher in 0..<publishers {

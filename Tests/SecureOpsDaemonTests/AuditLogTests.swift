@@ -219,8 +219,9 @@ struct AuditLogTests {
         #expect(payload["auditLogError"] == nil)
     }
 
-    /// A subscriber that stops reading is cut off by the engine, for lag
-    /// (onLag = disconnect) or for a send stuck past its deadline; both are
+    /// A subscriber that falls behind is cut off by the engine, for lag
+    /// (onLag = disconnect: it reads, but more slowly than alerts arrive) or
+    /// for a send stuck past its deadline (it never reads); both are
     /// recorded with the peer.
     @Test(arguments: [
         ("lagged", #"{"version": 2, "grants": [], "limits": {"retainedAlerts": 16, "onLag": "disconnect"}}"#, [String]()),
@@ -231,6 +232,16 @@ struct AuditLogTests {
         let stalled = try RawClient(path: daemon.socketPath)
         try stalled.write(#"{"type":"subscribe"}"# + "\n")
         _ = try daemon.waitForStatus { $0.subscribers == 1 }
+        if reason == "lagged" {
+            // Lag is noticed when a send completes, so this one keeps its
+            // sends completing: 4 KiB every 10 ms, far below the flood. (One
+            // that never reads has its send stuck: that is the "slow" case.)
+            let fd = stalled.fd
+            Thread {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 { usleep(10_000) }
+            }.start()
+        }
         let publisher = try daemon.connect()
         let message = String(repeating: "x", count: 2048)
         try waitUntil(timeout: 30, "the stalled subscriber to be cut off") {

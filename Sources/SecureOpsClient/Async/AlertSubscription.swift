@@ -77,13 +77,13 @@ public final class AlertSubscription: AsyncSequence, Sendable {
     public let initialEpoch: StreamEpoch?
 
     private let control: SubscriptionControl
-    private let start: Mutex<SubscriptionIterator.State?>
+    private let start: Locked<SubscriptionIterator.State?>
 
     private init(state: sending SubscriptionIterator.State, next: UInt64) {
         startingSequence = next
         initialEpoch = state.epoch
         control = state.control
-        start = Mutex(state)
+        start = Locked(state)
     }
 
     static func open(
@@ -247,7 +247,7 @@ final class SubscriptionControl: Sendable {
         weak var socket: ClientSocket?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     var isCancelled: Bool { state.withLock { $0.cancelled } }
 

@@ -189,7 +189,7 @@ final class RequestPipeline: Sendable {
     }
 
     private let socket: ClientSocket
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let reader: ReplyReader
 
     init(socket: ClientSocket, maxFrameBytes: Int) {

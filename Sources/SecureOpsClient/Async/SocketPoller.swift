@@ -56,7 +56,7 @@ final class SocketPoller: Sendable {
         var threadStarted = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// The poll thread's wake-up: a byte written here makes it rebuild its
     /// set (a waiter was added or removed).
     private let wakeRead: Int32

@@ -1,3 +1,4 @@
+import SecureOpsEngine
 import Synchronization
 
 /// Keeps denied requests from flooding the audit log: at most `perWindow`
@@ -22,7 +23,7 @@ final class DenialLimiter: Sendable {
 
     let perWindow: Int
     let windowNanoseconds: UInt64
-    private let windows = Mutex<[UInt32: Window]>([:])
+    private let windows = Locked<[UInt32: Window]>([:])
 
     init(perWindow: Int, windowSeconds: Double) {
         self.perWindow = perWindow

@@ -18,7 +18,7 @@ public final class KillSwitch: Sendable {
     }
 
     public let path: String
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public static func path(stateDirectory: String) -> String {
         stateDirectory + "/kill-switch.json"
@@ -42,7 +42,7 @@ public final class KillSwitch: Sendable {
             loaded = State(killed: true, reason: "kill-switch state file unreadable (\(error)); treated as tripped", trippedAt: nil, uid: nil, pid: nil)
             logger("cannot read kill-switch state: \(error); treating the switch as tripped")
         }
-        state = Mutex(loaded)
+        state = Locked(loaded)
     }
 
     public var current: State {

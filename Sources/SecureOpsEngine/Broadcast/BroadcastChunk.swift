@@ -59,7 +59,7 @@ import Synchronization
 final class ChunkStoragePool: Sendable {
     let slabSize: Int
     let maximumSpare: Int
-    private let spare = Mutex<[Slab]>([])
+    private let spare = Locked<[Slab]>([])
 
     /// A slab in the spare list: owned by the pool alone until taken.
     private struct Slab: @unchecked Sendable {

@@ -28,7 +28,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     private let logger: Logger
     private let counters = EngineCounters()
     private let inbox: Inbox
-    private let lifecycle = Mutex(Lifecycle())
+    private let lifecycle = Locked(Lifecycle())
     private let stopped = StopSignal()
 
     private struct Lifecycle {
@@ -270,7 +270,7 @@ private final class UncheckedBox<Value>: @unchecked Sendable {
 
 /// The loop thread's answer to "did you start?".
 private final class StartupHandoff: Sendable {
-    private let result = Mutex<Result<String, EngineError>?>(nil)
+    private let result = Locked<Result<String, EngineError>?>(nil)
     private let ready = Semaphore()
 
     func finish(_ outcome: Result<String, EngineError>) {
@@ -286,7 +286,7 @@ private final class StartupHandoff: Sendable {
 
 /// Signalled once when the loop thread ends; awaitable and blocking.
 final class StopSignal: Sendable {
-    private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let state = Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
     private let semaphore = Semaphore()
 
     func signal() {

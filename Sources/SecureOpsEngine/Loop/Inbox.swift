@@ -23,7 +23,7 @@ final class Inbox: Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     let eventFD: Int32
     private let loopThread = Atomic<UInt>(0)
 

@@ -17,7 +17,7 @@ struct UnixListener {
     private let inode: UInt64
 
     static let maximumPathBytes = 107
-    private static let umaskLock = Mutex(())
+    private static let umaskLock = Locked(())
 
     init(path: String, mode: mode_t, directoryMode: mode_t, backlog: Int32, logger: Logger) throws(EngineError) {
         let pathBytes = Array(path.utf8)
