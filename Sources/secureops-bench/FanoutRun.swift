@@ -105,6 +105,13 @@ final class FanoutRun {
 
     private var publishers: [Publisher] = []
     private let receiveBuffer: UnsafeMutablePointer<UInt8>
+    /// secureopsd alerts from this tool's publishers all have the same
+    /// length after their sequence digits (the timestamp, severity, source
+    /// and message are fixed-size), learned from the first one: the next
+    /// alert's newline can then be checked where it must be instead of
+    /// searched for. 0 until learned.
+    private var alertTail = 0
+    private let alertSuffix = SuffixWords(Wire.alertSuffix)
     private let receiveCapacity = 1 << 20
     private let maximumCarry = (1 << 20) + 64
 
@@ -488,7 +495,29 @@ final class FanoutRun {
         var deliveries: UInt64 = 0
         var deliveredBytes = 0
         let buffer = receiveBuffer
+        var tail = alertTail
+        let suffix = alertSuffix
+        let suffixCount = Wire.alertSuffix.count
+        let prefixCount = Wire.alertPrefix.count
         while start < total {
+            let remaining = total - start
+            if tail > 0 && target == .secureops && alertScan.isAlert(buffer + start, remaining) {
+                // Fast path: one of our alerts ends `tail` bytes after its
+                // sequence digits, with the fixed suffix and a newline. Any
+                // other frame fails these checks and is split with memchr.
+                let line = buffer + start
+                let (sequence, digitsEnd) = parseDecimal(line, from: prefixCount, end: remaining)
+                let length = digitsEnd + tail
+                if length <= remaining && line[length - 1] == 0x0A
+                    && suffix.matches(line + length - 1 - suffixCount) {
+                    deliveries &+= 1
+                    deliveredBytes &+= length
+                    measure(line, length - 1, now: now)
+                    account(i, stream: 0, sequence: sequence)
+                    start += length
+                    continue
+                }
+            }
             guard let hit = memchr(buffer + start, 0x0A, total - start) else { break }
             let newline = buffer.distance(to: hit.assumingMemoryBound(to: UInt8.self))
             var end = newline
@@ -496,7 +525,10 @@ final class FanoutRun {
             let line = buffer + start
             let count = end - start
             if target == .secureops && alertScan.isAlert(line, count) {
-                let (sequence, _) = parseDecimal(line, from: Wire.alertPrefix.count, end: count)
+                let (sequence, digitsEnd) = parseDecimal(line, from: prefixCount, end: count)
+                if count > digitsEnd + suffixCount && suffix.matches(line + count - suffixCount) {
+                    tail = count + 1 - digitsEnd
+                }
                 deliveries &+= 1
                 deliveredBytes &+= count &+ 1
                 measure(line, count, now: now)
@@ -509,6 +541,7 @@ final class FanoutRun {
             }
             start = newline + 1
         }
+        alertTail = tail
         outcome.recvCalls &+= 1
         if deliveries > 0 {
             outcome.deliveries &+= deliveries
@@ -811,5 +844,30 @@ final class Publisher {
 
     func isFinished(publishing: Bool) -> Bool {
         (sent >= quota || !publishing) && inflight == 0 && !hasPending
+    }
+}
+
+/// A fixed 9-to-24-byte string compared with three 8-byte loads (the last
+/// two may overlap): cheaper than a `memcmp` call per frame.
+struct SuffixWords {
+    let count: Int
+    private let words: (UInt64, UInt64, UInt64)
+
+    init(_ bytes: [UInt8]) {
+        precondition(bytes.count > 8 && bytes.count <= 24)
+        count = bytes.count
+        words = bytes.withUnsafeBytes {
+            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
+             $0.loadUnaligned(fromByteOffset: min(8, bytes.count - 8), as: UInt64.self),
+             $0.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self))
+        }
+    }
+
+    @inline(__always)
+    func matches(_ p: UnsafePointer<UInt8>) -> Bool {
+        let raw = UnsafeRawPointer(p)
+        return raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == words.0
+            && raw.loadUnaligned(fromByteOffset: min(8, count - 8), as: UInt64.self) == words.1
+            && raw.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) == words.2
     }
 }

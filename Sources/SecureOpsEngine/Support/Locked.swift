@@ -11,13 +11,13 @@ import Glibc
 /// the release and the acquire; every critical section that ever met
 /// contention was then reported as a race. A pthread mutex is intercepted
 /// by ThreadSanitizer, so under it the same code is checked for real races.
-public final class Locked<Value>: @unchecked Sendable {
+package final class Locked<Value>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     /// Out of line, so that accesses are plain memory accesses ordered by
     /// the mutex (not exclusivity-checked accesses to a class property).
     private let value: UnsafeMutablePointer<Value>
 
-    public init(_ initialValue: sending Value) {
+    package init(_ initialValue: sending Value) {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -32,7 +32,7 @@ public final class Locked<Value>: @unchecked Sendable {
         value.deallocate()
     }
 
-    public func withLock<Result, E: Error>(
+    package func withLock<Result, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
         pthread_mutex_lock(mutex)
@@ -43,5 +43,5 @@ public final class Locked<Value>: @unchecked Sendable {
 #else
 /// A value behind a lock: the toolchain's `Mutex`. (ThreadSanitizer builds
 /// swap in a pthread mutex; see the `SECUREOPS_TSAN` branch for why.)
-public typealias Locked = Mutex
+package typealias Locked = Mutex
 #endif
