@@ -102,6 +102,14 @@ func openDescriptors(pid: Int32) -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
 }
 
+/// What each open descriptor of `pid` points at (`socket:[…]`, a path,
+/// `anon_inode:[io_uring]`…), sorted: for messages that name a leak.
+func descriptorTargets(pid: Int32) -> [String] {
+    let directory = "/proc/\(pid)/fd"
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return names.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0) }.sorted()
+}
+
 /// Sanitizer runs (`make test-asan`, `make test-tsan`) inflate memory many
 /// times over; memory bounds are only checked without them.
 let underSanitizer = ProcessInfo.processInfo.environment["SECUREOPS_SANITIZER"] != nil
