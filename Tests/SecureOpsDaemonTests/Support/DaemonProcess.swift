@@ -93,7 +93,9 @@ final class DaemonProcess: @unchecked Sendable {
         self.process = process
     }
 
-    /// Polls until a connection succeeds (or the process exits).
+    /// Polls until a `ping` is answered (or the process exits). A connect
+    /// alone is not enough: the listener's backlog accepts connections
+    /// before the loop thread has set up its ring.
     func waitUntilAnswering(timeout: Double = 20) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -104,8 +106,9 @@ final class DaemonProcess: @unchecked Sendable {
             // the kernel may briefly keep the dead daemon's listener open.
             if let connection = try? SecureOpsConnection.connect(to: socketPath) {
                 let owner = listenerPID(connection.fileDescriptor)
+                let answered = owner == process.processIdentifier && (try? connection.ping()) != nil
                 connection.close()
-                if owner == process.processIdentifier { return }
+                if answered { return }
             }
             usleep(20_000)
         }
