@@ -29,7 +29,7 @@ run: release
 
 ## The whole test suite (unit and end-to-end against real daemons), then
 ## the same suite again under AddressSanitizer + LeakSanitizer (what CI
-## runs; about 5 extra minutes from a fresh clone). ASAN=0 skips that pass.
+## runs; about 3 extra minutes from a fresh clone). ASAN=0 skips that pass.
 ASAN ?= 1
 test: deps
 	$(SWIFT) build --build-tests
