@@ -10,7 +10,9 @@ public struct AuditLogIOError: Error, CustomStringConvertible, Sendable, Equatab
 }
 
 /// The few POSIX file operations the log needs, never following symlinks.
-enum LogFileIO {
+/// File primitives shared by the audit log and the daemon's other state
+/// files (package access: not part of any product's API).
+package enum LogFileIO {
     static func errorString(_ code: Int32) -> String { String(cString: strerror(code)) }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
@@ -55,11 +57,11 @@ enum LogFileIO {
     }
 
     /// Replaces `path` atomically and durably (temporary file, fsync,
-    /// rename, fsync of the directory), mode 0600.
-    static func replaceAtomically(_ path: String, with bytes: [UInt8]) throws(AuditLogIOError) {
+    /// rename, fsync of the directory), with `mode`.
+    package static func replaceAtomically(_ path: String, with bytes: [UInt8], mode: mode_t = 0o600) throws(AuditLogIOError) {
         let temporary = path + ".tmp"
         unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw AuditLogIOError(operation: "create", path: temporary, code: errno) }
         var failure: AuditLogIOError?
         if let code = writeAll(fd, bytes) { failure = AuditLogIOError(operation: "write", path: temporary, code: code) }
@@ -77,7 +79,7 @@ enum LogFileIO {
         syncDirectory(of: path)
     }
 
-    static func syncDirectory(of path: String) {
+    package static func syncDirectory(of path: String) {
         let fd = open(directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {
             fsync(fd)

@@ -1,4 +1,5 @@
 import Glibc
+import SecureOpsAuditLog
 
 /// File operations for the state directory, written against symlink and
 /// partial-write attacks: no following of symlinks, private modes, and
@@ -31,26 +32,14 @@ public enum SecureFile {
         _ = chmod(path, mode)
     }
 
-    /// Replaces `path` with `bytes` atomically and durably.
+    /// Replaces `path` with `bytes` atomically and durably (the audit
+    /// log's own primitive: temporary file, fsync, rename, directory fsync).
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(Failure) {
-        let temporary = path + ".tmp"
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw Failure(operation: "create", path: temporary, code: errno) }
-        var failure: Failure?
-        if !writeAll(fd, bytes) { failure = Failure(operation: "write", path: temporary, code: errno) }
-        if failure == nil && fsync(fd) != 0 { failure = Failure(operation: "fsync", path: temporary, code: errno) }
-        close(fd)
-        if let failure {
-            unlink(temporary)
-            throw failure
+        do {
+            try LogFileIO.replaceAtomically(path, with: bytes, mode: mode)
+        } catch {
+            throw Failure(operation: error.operation, path: error.path, code: error.code)
         }
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw Failure(operation: "rename", path: path, code: code)
-        }
-        syncDirectory(of: path)
     }
 
     /// Reads a whole small file without following a symlink; nil if absent.
@@ -73,24 +62,7 @@ public enum SecureFile {
         return result
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            written += n
-        }
-        return true
-    }
-
     static func syncDirectory(of path: String) {
-        guard let slash = path.lastIndex(of: "/") else { return }
-        let directory = slash == path.startIndex ? "/" : String(path[..<slash])
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
+        LogFileIO.syncDirectory(of: path)
     }
 }

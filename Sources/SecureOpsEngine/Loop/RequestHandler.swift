@@ -61,6 +61,11 @@ extension RequestHandler {
 }
 
 extension RequestHandler where Request: FastJSONDecodable {
+    /// The same steps as the general version above, but here
+    /// `decoder.decode` resolves, at compile time, to the overload for
+    /// `FastJSONDecodable` types: exact-frame recognition and the concrete
+    /// container, with no dynamic casts per frame. (A shared helper would
+    /// have to take `Request` generically and lose that.)
     @inlinable
     public func respond(toFrame frame: UnsafeRawBufferPointer, decoder: FastJSONDecoder, context: RequestContext) -> FrameOutcome {
         let request: Request

@@ -96,23 +96,6 @@ public struct AlertInput: Sendable, Equatable, Codable, FastJSONDecodable {
         try self.init(container: decoder.keyedContainer(keyedBy: CodingKeys.self))
     }
 
-    /// The two frames clients send most, exactly as WIRE.md writes them,
-    /// recognised without parsing. Any other spelling (spaces, extra
-    /// fields) is parsed and validated as usual.
-    @inline(__always)
-    public static func decodeKnownFrame(_ frame: UnsafeRawBufferPointer) -> IpcRequest? {
-        switch frame.count {
-        case 15 where matches(frame, #"{"type":"ping"}"#): .ping
-        case 17 where matches(frame, #"{"type":"status"}"#): .status
-        default: nil
-        }
-    }
-
-    @inline(__always)
-    private static func matches(_ frame: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-        memcmp(frame.baseAddress!, literal.utf8Start, literal.utf8CodeUnitCount) == 0
-    }
-
     init<C: KeyedDecodingContainerProtocol>(container: C) throws where C.Key == CodingKeys {
         severity = try container.decode(Severity.self, forKey: .severity)
         source = try container.decode(String.self, forKey: .source)
