@@ -113,6 +113,22 @@ struct BroadcastRingTests {
         #expect(gathered(ring, from: 3, to: 7) == (3...6).flatMap { frame($0, size: 60) })
     }
 
+    /// DESIGN.md invariant 1 with slab reuse: a chunk an in-flight send still
+    /// holds keeps its bytes however many chunks are evicted and reused.
+    @Test func aChunkStillHeldBySendIsNeverReusedAfterEviction() throws {
+        let ring = BroadcastRing(maxFrames: 2, maxBytes: 1 << 20, chunkSize: 64)
+        append(ring, [frame(1, size: 60)])
+        var held: BroadcastChunk?
+        ring.forEachRange(from: 1, to: 2) { chunk, _ in
+            held = chunk
+            return false
+        }
+        append(ring, (2...40).map { frame($0, size: 60) }) // 39 evictions, slabs recycled between them
+        let chunk = try #require(held)
+        #expect(Array(chunk.slice(from: chunk.startOffset, to: chunk.startOffset + 60)) == frame(1, size: 60))
+        #expect(gathered(ring, from: 39, to: 41) == (39...40).flatMap { frame($0, size: 60) })
+    }
+
     @Test func theSlabPoolKeepsOnlyItsOwnSizeAndOnlyUpToItsLimit() {
         let pool = ChunkStoragePool(slabSize: 128, maximumSpare: 1)
         let first = pool.take(byteCount: 128)
