@@ -20,22 +20,12 @@ public final class SecureOpsConnection {
     /// Connects to the daemon's socket.
     public static func connect(to path: String = WireDefaults.socketPath()) throws(IpcError) -> SecureOpsConnection {
         let bytes = Array(path.utf8)
-        guard bytes.count <= 107 else {
+        guard bytes.count <= UnixSocketAddress.maximumPathBytes else {
             throw .transport("cannot connect to \(path): the path is longer than the 107 bytes a Unix socket address holds")
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .transport("cannot create a socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let rc = UnixSocketAddress.connect(fd, to: bytes)
         guard rc == 0 else {
             let code = errno
             Glibc.close(fd)

@@ -1,5 +1,6 @@
 import CURing
 import Glibc
+import SecureOpsEngine
 
 struct BenchError: Error, CustomStringConvertible {
     var description: String
@@ -15,25 +16,15 @@ enum UnixSocket {
     /// backlog is full), so a loop of these is an accept storm.
     static func connect(_ path: String) throws -> Int32 {
         let bytes = Array(path.utf8)
-        guard bytes.count <= 107 else {
+        guard bytes.count <= UnixSocketAddress.maximumPathBytes else {
             throw BenchError("socket path \(path) is longer than the 107 bytes a Unix socket address holds; use a shorter --socket")
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
             throw BenchError("cannot create a socket: \(errnoText()) (descriptor limit \(raiseDescriptorLimit()); raise it with ulimit -n)")
         }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
         while true {
-            let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
+            let rc = UnixSocketAddress.connect(fd, to: bytes)
             if rc == 0 { return fd }
             let code = errno
             if code == EINTR { continue }

@@ -26,24 +26,14 @@ final class ClientSocket: Sendable {
     /// `deadline`. Errors name the path and what to do.
     static func connect(to path: String, deadline: UInt64) async throws -> ClientSocket {
         let bytes = Array(path.utf8)
-        guard bytes.count <= 107 else {
+        guard bytes.count <= UnixSocketAddress.maximumPathBytes else {
             throw IpcError.transport("cannot connect to \(path): the path is \(bytes.count) bytes, longer than the 107 a Unix socket address holds")
         }
         var delay: UInt64 = 1_000_000
         while true {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else { throw IpcError.transport("cannot create a socket: \(String(cString: strerror(errno)))") }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                raw.copyBytes(from: bytes)
-                raw[bytes.count] = 0
-            }
-            let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
+            let rc = UnixSocketAddress.connect(fd, to: bytes)
             if rc == 0 { return ClientSocket(fd: fd, path: path) }
             let code = errno
             Glibc.close(fd)

@@ -16,7 +16,7 @@ struct UnixListener {
     private let device: UInt64
     private let inode: UInt64
 
-    static let maximumPathBytes = 107
+    static let maximumPathBytes = UnixSocketAddress.maximumPathBytes
     private static let umaskLock = Locked(())
 
     init(path: String, mode: mode_t, directoryMode: mode_t, backlog: Int32, logger: Logger) throws(EngineError) {
@@ -32,7 +32,7 @@ struct UnixListener {
 
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .socketSetup(operation: "socket() for", path: path, errno: errno) }
-        var address = UnixListener.address(pathBytes)
+        var address = UnixSocketAddress.make(pathBytes)
         // The socket gets its final mode at bind time through the umask,
         // instead of a chmod(path) afterwards: chmod follows symlinks, so in
         // a directory others can write, a path swapped for a symlink between
@@ -87,16 +87,6 @@ struct UnixListener {
         } else {
             logger.warning("socket path no longer names this daemon's socket; leaving it", metadata: ["path": "\(path)"])
         }
-    }
-
-    static func address(_ pathBytes: [UInt8]) -> sockaddr_un {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: pathBytes)
-            raw[pathBytes.count] = 0
-        }
-        return address
     }
 
     /// Creates missing parent directories; the last one gets `mode`.
@@ -178,12 +168,7 @@ struct UnixListener {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
-        var address = address(Array(path.utf8))
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let rc = UnixSocketAddress.connect(fd, to: Array(path.utf8))
         // EAGAIN: the listener exists but its backlog is full; it is alive.
         guard rc == 0 || errno == EAGAIN else { return false }
         guard rc == 0 else { return true }
