@@ -1,3 +1,4 @@
+import SecureOpsEngine
 import Glibc
 import Histogram
 
@@ -112,46 +113,22 @@ struct Report {
         }
     }
 
+    /// One JSON object, written with the engine's own encoder (strings
+    /// escaped per RFC 8259).
     func printJSON() {
-        var out = "{"
-        for (index, field) in fields.enumerated() {
-            if index > 0 { out += "," }
-            out += Self.quote(field.key) + ":"
+        var writer = JSONWriter(capacity: 2048)
+        writer.beginObject()
+        for field in fields {
+            writer.key(field.key)
             switch field.value {
-            case .int(let v): out += String(v)
-            case .double(let v): out += v.isFinite ? Self.number(v) : "null"
-            case .string(let v): out += Self.quote(v)
-            case .bool(let v): out += v ? "true" : "false"
-            case .null: out += "null"
+            case .int(let v): writer.int(Int(v))
+            case .double(let v): writer.double(v)
+            case .string(let v): writer.string(v)
+            case .bool(let v): writer.bool(v)
+            case .null: writer.null()
             }
         }
-        out += "}"
-        print(out)
-    }
-
-    private static func number(_ value: Double) -> String {
-        if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
-        return Format.fixed(value, 3)
-    }
-
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        writer.endObject()
+        print(String(decoding: writer.bytes, as: UTF8.self))
     }
 }
