@@ -471,12 +471,7 @@ final class FanoutRun {
     private func readSubscriber(_ i: Int) {
         let fd = subscriberFDs[i]
         guard fd >= 0 else { return }
-        var carried = 0
-        if !carries[i].isEmpty {
-            carried = carries[i].count
-            carries[i].withUnsafeBufferPointer { receiveBuffer.update(from: $0.baseAddress!, count: carried) }
-        }
-        let n = recv(fd, receiveBuffer + carried, receiveCapacity, Int32(MSG_DONTWAIT))
+        let (carried, n) = UnixSocket.receive(fd, after: carries[i], into: receiveBuffer, capacity: receiveCapacity)
         if n <= 0 {
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             // The server closed this subscriber: whatever it has not
@@ -745,12 +740,7 @@ final class FanoutRun {
     }
 
     private func readPublisher(_ publisher: Publisher) {
-        var carried = 0
-        if !publisher.carry.isEmpty {
-            carried = publisher.carry.count
-            publisher.carry.withUnsafeBufferPointer { receiveBuffer.update(from: $0.baseAddress!, count: carried) }
-        }
-        let n = recv(publisher.fd, receiveBuffer + carried, receiveCapacity, Int32(MSG_DONTWAIT))
+        let (carried, n) = UnixSocket.receive(publisher.fd, after: publisher.carry, into: receiveBuffer, capacity: receiveCapacity)
         if n <= 0 {
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             if publisher.firstError == nil { publisher.firstError = "the server closed the publisher's connection" }

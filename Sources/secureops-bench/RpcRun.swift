@@ -112,12 +112,7 @@ final class RpcRun {
     }
 
     private func read(_ connection: RpcConnection) throws {
-        var carried = 0
-        if !connection.carry.isEmpty {
-            carried = connection.carry.count
-            connection.carry.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: carried) }
-        }
-        let n = recv(connection.fd, buffer + carried, capacity, Int32(MSG_DONTWAIT))
+        let (carried, n) = UnixSocket.receive(connection.fd, after: connection.carry, into: buffer, capacity: capacity)
         if n <= 0 {
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             throw BenchError("the server closed an rpc connection with \(connection.outstanding) requests unanswered"

@@ -33,6 +33,17 @@ enum UnixSocket {
         }
     }
 
+    /// One non-blocking read behind the unfinished line the previous read
+    /// left: copies `carry` to the front of `buffer`, then receives up to
+    /// `capacity` bytes after it. Returns the carry's length and what
+    /// `recv` returned (bytes, 0 for end of stream, -1 with errno).
+    @inline(__always)
+    static func receive(_ fd: Int32, after carry: [UInt8], into buffer: UnsafeMutablePointer<UInt8>, capacity: Int) -> (carried: Int, received: Int) {
+        let carried = carry.count
+        if carried > 0 { carry.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: carried) } }
+        return (carried, recv(fd, buffer + carried, capacity, Int32(MSG_DONTWAIT)))
+    }
+
     static func setNonBlocking(_ fd: Int32) {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
