@@ -17,6 +17,12 @@ struct FanoutSettings {
     var rate: Double?
     /// Publishes in flight (sent, not yet acknowledged) per publisher.
     var window: Int = 64
+    /// How far all publishers together may run ahead of what the average
+    /// subscriber has received, in alerts; nil: no bound. An acknowledged
+    /// publish has only been queued by secureopsd, so without this bound a
+    /// publisher faster than the readers builds a queue in the server, and
+    /// latency at full speed measures that queue, not delivery.
+    var backlog: Int? = 64
     /// Seconds without a delivery after the last publish before the rest
     /// counts as lost.
     var drainTimeout: Double = 10
@@ -32,6 +38,17 @@ struct FanoutSettings {
     var churnLifetime: Double = 0.25
     /// Soak: subscribers that subscribe and then never read a byte.
     var stuck: Int = 0
+    /// How subscribers' sockets are read.
+    var receiver: Receiver = .ioUring
+}
+
+/// How the tool reads its subscribers' sockets.
+enum Receiver: String, CaseIterable {
+    /// One multishot recv per socket on io_uring, provided buffers (default).
+    case ioUring = "io_uring"
+    /// epoll readiness, then one `recv` per ready socket (the classic way;
+    /// kept to compare, and for kernels without io_uring).
+    case epoll
 }
 
 /// What one fan-out run measured.
@@ -56,7 +73,13 @@ struct FanoutOutcome {
     var unexpectedFrames: UInt64 = 0
     var firstUnexpectedFrame: String?
     var disconnected = 0
+    /// Reads that returned data (`recv` calls, or io_uring receive completions).
     var recvCalls: UInt64 = 0
+    /// io_uring receives that found the shared buffer pool empty (re-armed).
+    var starvedReceives = 0
+    /// The furthest the publishers ran ahead of the average subscriber,
+    /// in alerts, right after a publish.
+    var maxBacklog = 0
     var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
     var toolCPUSeconds = 0.0
     var serverCPUSeconds: Double?
@@ -75,16 +98,20 @@ struct FanoutOutcome {
     var serverDescriptorsEnd: Int?
 }
 
-/// One fan-out run: N subscribers and P publishers on one epoll loop in one
-/// thread. Subscribers read with one `recv` per ready socket into one large
-/// buffer, split lines with memchr, and read two fixed places of each alert
-/// (sequence, send time); nothing else of the body is decoded.
+/// One fan-out run: N subscribers and P publishers on one loop in one
+/// thread. Subscribers are read through io_uring (`SubscriberRing`) or epoll
+/// and `recv`; the bytes are split into lines (checked where the next newline
+/// must be, memchr otherwise), and two fixed places of each alert are read
+/// (sequence, send time); nothing else of the body is decoded. Publishers
+/// stay on epoll (a handful of sockets).
 final class FanoutRun {
     private let wire: Wire
     private let template: PublishTemplate
     private let settings: FanoutSettings
     private let server: ServerUnderTest
     private let poller: Poller
+    /// Set with `--receiver io_uring`: subscribers are read here, not polled.
+    private let subscriberRing: SubscriberRing?
     /// Sequence streams a subscriber tracks: secureopsd numbers every alert
     /// in one stream; with Redis each publisher numbers its own.
     private let streams: Int
@@ -146,6 +173,13 @@ final class FanoutRun {
         intervalLatencies = settings.interval != nil ? LatencyRecorder() : nil
         template = PublishTemplate(wire: wire)
         poller = try Poller(capacity: 4096)
+        if settings.receiver == .ioUring {
+            let ring = try SubscriberRing()
+            ring.watch(poller.fd)
+            subscriberRing = ring
+        } else {
+            subscriberRing = nil
+        }
         streams = server.target == .redis ? settings.publishers : 1
         let n = settings.subscribers
         expected = .allocate(capacity: max(1, n * streams))
@@ -209,7 +243,11 @@ final class FanoutRun {
             let fd = try UnixSocket.connect(server.socketPath)
             UnixSocket.setNonBlocking(fd)
             subscriberFDs.append(fd)
-            try poller.add(fd, token: UInt64(i))
+            if let subscriberRing {
+                subscriberRing.add(fd, index: i)
+            } else {
+                try poller.add(fd, token: UInt64(i))
+            }
             try UnixSocket.sendAll(fd, request)
             if i & 255 == 255 {
                 turn(timeoutMilliseconds: 0)
@@ -402,6 +440,7 @@ final class FanoutRun {
         if outcome.publishSeconds == 0 { outcome.publishSeconds = seconds(monotonicNanos() - startedAt) }
         outcome.elapsedSeconds = seconds(max(lastDeliveryAt, startedAt + 1) - startedAt)
         outcome.toolCPUSeconds = ownCPUSeconds() - toolCPUStart
+        outcome.starvedReceives = subscriberRing?.starvedReceives ?? 0
         if let end = probe?.cpuSeconds(), let start = serverCPUStart { outcome.serverCPUSeconds = end - start }
         if ends.isEmpty { ends = streamEnds() }
         finalEnds = ends
@@ -446,50 +485,113 @@ final class FanoutRun {
 
     // MARK: - The loop
 
-    /// One turn: wait for readiness (up to the timeout) and serve it.
+    /// One turn: wait (up to the timeout) for data or readiness and serve it.
     @inline(__always)
     private func turn(timeoutMilliseconds: Int32) {
-        poller.wait(timeoutMilliseconds: timeoutMilliseconds) { token, events in
-            if token & Self.publisherTag != 0 {
-                let publisher = publishers[Int(token & 0xFFFF_FFFF)]
-                if events & Poller.writable != 0 { try? flush(publisher) }
-                if events & (Poller.readable | Poller.hangUp) != 0 {
-                    readPublisher(publisher)
-                    // Refill the window now, not after this turn's subscriber
-                    // reads: the publish round trip must not wait on the
-                    // tool's own receive work.
-                    if publishing && settings.rate == nil { try? pump(publisher, now: monotonicNanos()) }
+        guard let subscriberRing else {
+            poller.wait(timeoutMilliseconds: timeoutMilliseconds) { token, events in
+                if token & Self.publisherTag != 0 {
+                    servePublisher(Int(token & 0xFFFF_FFFF), events: events)
+                } else {
+                    readSubscriber(Int(token))
                 }
-            } else {
-                readSubscriber(Int(token))
             }
+            return
+        }
+        subscriberRing.turn(
+            timeoutMilliseconds: timeoutMilliseconds,
+            received: { i, bytes, count in receivedOnRing(i, bytes, count) },
+            ended: { i, _ in subscriberEnded(i) },
+            woken: { servePublishers() })
+        // The ring's poll of the epoll descriptor fires on a wake-up, not
+        // while events stay pending: look once more each turn.
+        servePublishers()
+    }
+
+    private func servePublishers() {
+        poller.wait(timeoutMilliseconds: 0) { token, events in
+            servePublisher(Int(token & 0xFFFF_FFFF), events: events)
+        }
+    }
+
+    @inline(__always)
+    private func servePublisher(_ index: Int, events: UInt32) {
+        let publisher = publishers[index]
+        if events & Poller.writable != 0 { try? flush(publisher) }
+        if events & (Poller.readable | Poller.hangUp) != 0 {
+            readPublisher(publisher)
+            // Refill the window now, not after this turn's subscriber
+            // reads: the publish round trip must not wait on the
+            // tool's own receive work.
+            if publishing && settings.rate == nil { try? pump(publisher, now: monotonicNanos()) }
         }
     }
 
     // MARK: - Subscribers
 
+    /// epoll: one `recv` behind the carried unfinished line.
     private func readSubscriber(_ i: Int) {
         let fd = subscriberFDs[i]
         guard fd >= 0 else { return }
         let (carried, n) = UnixSocket.receive(fd, after: carries[i], into: receiveBuffer, capacity: receiveCapacity)
         if n <= 0 {
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            // The server closed this subscriber: whatever it has not
-            // received counts as lost at the end.
-            outcome.disconnected += 1
-            poller.remove(fd)
-            close(fd)
-            subscriberFDs[i] = -1
+            subscriberEnded(i)
             return
         }
+        outcome.recvCalls &+= 1
+        consume(i, receiveBuffer, total: carried + n, carried: carried)
+    }
+
+    /// io_uring: the bytes sit in a provided buffer and are split in place.
+    /// A read that ends inside a line left that line's start in the carry:
+    /// only that one line is joined (in the scratch buffer), not the whole read.
+    @inline(__always)
+    private func receivedOnRing(_ i: Int, _ bytes: UnsafeMutablePointer<UInt8>, _ count: Int) {
+        outcome.recvCalls &+= 1
+        let carried = carries[i].count
+        if carried == 0 {
+            consume(i, bytes, total: count, carried: 0)
+            return
+        }
+        guard let hit = memchr(bytes, 0x0A, count) else {
+            guard carried + count <= maximumCarry else {
+                unexpected(i, bytes, min(count, 200), note: "a line longer than 1 MiB")
+                carries[i].removeAll()
+                return
+            }
+            carries[i].append(contentsOf: UnsafeBufferPointer(start: bytes, count: count))
+            return
+        }
+        let head = bytes.distance(to: hit.assumingMemoryBound(to: UInt8.self)) + 1
+        carries[i].withUnsafeBufferPointer { receiveBuffer.update(from: $0.baseAddress!, count: carried) }
+        (receiveBuffer + carried).update(from: bytes, count: head)
+        consume(i, receiveBuffer, total: carried + head, carried: carried)
+        if head < count { consume(i, bytes + head, total: count - head, carried: 0) }
+    }
+
+    /// The server closed this subscriber: whatever it has not received
+    /// counts as lost at the end.
+    private func subscriberEnded(_ i: Int) {
+        let fd = subscriberFDs[i]
+        guard fd >= 0 else { return }
+        outcome.disconnected += 1
+        if let subscriberRing { subscriberRing.remove(index: i) } else { poller.remove(fd) }
+        close(fd)
+        subscriberFDs[i] = -1
+    }
+
+    /// Splits `total` bytes (the first `carried` of them the unfinished line
+    /// kept from the previous read) into frames and accounts for each; keeps
+    /// the new unfinished tail.
+    @inline(__always)
+    private func consume(_ i: Int, _ buffer: UnsafeMutablePointer<UInt8>, total: Int, carried: Int) {
         let now = monotonicNanos()
-        let total = carried + n
         var start = 0
         // The hot loop: counters stay in locals (class properties would pay
         // for exclusivity checks on every frame).
         var deliveries: UInt64 = 0
         var deliveredBytes = 0
-        let buffer = receiveBuffer
         var tail = alertTail
         let suffix = alertSuffix
         let suffixCount = Wire.alertSuffix.count
@@ -537,7 +639,6 @@ final class FanoutRun {
             start = newline + 1
         }
         alertTail = tail
-        outcome.recvCalls &+= 1
         if deliveries > 0 {
             outcome.deliveries &+= deliveries
             outcome.deliveredBytes &+= UInt64(deliveredBytes)
@@ -546,12 +647,12 @@ final class FanoutRun {
         if start < total {
             let tail = total - start
             if tail > maximumCarry {
-                unexpected(i, receiveBuffer + start, min(tail, 200), note: "a line longer than 1 MiB")
+                unexpected(i, buffer + start, min(tail, 200), note: "a line longer than 1 MiB")
                 carries[i].removeAll()
                 return
             }
             carries[i].removeAll(keepingCapacity: true)
-            carries[i].append(contentsOf: UnsafeBufferPointer(start: receiveBuffer + start, count: tail))
+            carries[i].append(contentsOf: UnsafeBufferPointer(start: buffer + start, count: tail))
         } else if carried > 0 {
             carries[i].removeAll(keepingCapacity: true)
         }
@@ -704,7 +805,22 @@ final class FanoutRun {
             let allowed = Int(Double(now - startedAt) / 1e9 * rate) + 1
             room = min(room, allowed - totalSent)
         }
+        if let backlog = settings.backlog {
+            let readers = subscriberFDs.count - outcome.disconnected
+            if readers > 0 {
+                // Skipped (announced) alerts count as received: a lagged
+                // subscriber must not hold publishing back for good.
+                let received = Int((outcome.deliveries + outcome.laggedSkipped) / UInt64(readers))
+                let backlogRoom = backlog - max(0, totalSent - received)
+                // Refill in batches of at least half the backlog: topping it
+                // up one alert at a time would make every publish its own
+                // fan-out sweep, which measures the tool's pacing.
+                if backlogRoom < (backlog + 1) / 2 { return }
+                room = min(room, backlogRoom)
+            }
+        }
         guard room > 0 else { return }
+        defer { noteBacklog() }
         var end = 0
         for _ in 0..<room {
             end += template.write(to: publisher.out + end, sequence: publisher.nextSequence, publisher: publisher.index, timestamp: now)
@@ -716,6 +832,13 @@ final class FanoutRun {
         publisher.inflight += room
         totalSent += room
         try flush(publisher)
+    }
+
+    private func noteBacklog() {
+        let readers = subscriberFDs.count - outcome.disconnected
+        guard readers > 0 else { return }
+        let received = Int((outcome.deliveries + outcome.laggedSkipped) / UInt64(readers))
+        outcome.maxBacklog = max(outcome.maxBacklog, totalSent - received)
     }
 
     private func flush(_ publisher: Publisher) throws {

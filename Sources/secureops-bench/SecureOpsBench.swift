@@ -95,8 +95,15 @@ struct FanoutOptions: ParsableArguments {
     @Option(name: .customLong("drain-timeout"), help: "Seconds without a delivery, after the last publish, before the rest counts as lost.")
     var drainTimeout: Double = 10
 
+    @Option(help: "How the tool reads its subscribers: io_uring (multishot recv into shared buffers) or epoll (readiness, then recv).")
+    var receiver: Receiver = .ioUring
+
+    @Option(help: "Alerts the publishers may run ahead of the average subscriber (0: no bound). Keeps the server's queue short, so latency at full speed is delivery time.")
+    var backlog: Int = 64
+
     func validate(target: Target) throws {
         try validateFanout(subscribers: subscribers, size: size, publishers: publishers, rate: rate, window: window, target: target)
+        guard backlog >= 0 else { throw ValidationError("--backlog must be 0 (no bound) or more") }
     }
 }
 
@@ -131,9 +138,11 @@ struct Fanout: ParsableCommand {
         try runMeasured {
             let server = try common.startServer()
             defer { server.stop() }
-            let settings = FanoutSettings(
+            var settings = FanoutSettings(
                 subscribers: fanout.subscribers, alerts: alerts, duration: nil, size: fanout.size, publishers: fanout.publishers,
                 rate: fanout.rate, window: fanout.window, drainTimeout: fanout.drainTimeout, progress: common.showProgress)
+            settings.receiver = fanout.receiver
+            settings.backlog = fanout.backlog > 0 ? fanout.backlog : nil
             let outcome = try FanoutRun(settings: settings, server: server).run()
             let report = FanoutReport.make(mode: "fanout", settings: settings, outcome: outcome, server: server)
             common.json ? report.printJSON() : report.printTable()
@@ -177,6 +186,9 @@ struct Soak: ParsableCommand {
     @Option(help: "Extra subscribers that subscribe and never read a byte (the server should cut them off, not stall).")
     var stuck: Int = 0
 
+    @Option(help: "How the tool reads its subscribers: io_uring or epoll.")
+    var receiver: Receiver = .ioUring
+
     func validate() throws {
         try validateFanout(subscribers: subscribers, size: size, publishers: publishers, rate: rate, window: window, target: common.target)
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
@@ -200,6 +212,9 @@ struct Soak: ParsableCommand {
                 window: window, progress: false, interval: interval, rowsToStandardError: common.json)
             settings.churn = churn
             settings.stuck = stuck
+            settings.receiver = receiver
+            // A soak publishes at its fixed rate whatever the readers do.
+            settings.backlog = nil
             let outcome = try FanoutRun(settings: settings, server: server).run()
             var report = FanoutReport.make(mode: "soak", settings: settings, outcome: outcome, server: server)
             report.set("churned", outcome.churned)
@@ -367,6 +382,10 @@ enum FanoutReport {
         report.set("firstUnexpectedFrame", outcome.firstUnexpectedFrame)
         report.set("disconnected", outcome.disconnected)
         report.set("recvCalls", outcome.recvCalls)
+        report.set("receiver", settings.receiver.rawValue)
+        report.set("backlog", settings.backlog)
+        report.set("maxBacklog", outcome.maxBacklog)
+        report.set("starvedReceives", outcome.starvedReceives)
         report.set("connectSec", outcome.connectSeconds)
         report.set("allSubscribedSec", outcome.subscribeSeconds)
 
@@ -425,3 +444,5 @@ enum FanoutReport {
             && outcome.lagNoticeMismatches == 0 && outcome.disconnected == 0 && !outcome.stalled && !outcome.interruptedByUser
     }
 }
+
+extension Receiver: ExpressibleByArgument {}

@@ -38,13 +38,15 @@ struct BenchToolTests {
         (json[key] as? NSNumber)?.doubleValue ?? .nan
     }
 
-    @Test func fanoutDeliversEveryAlertToEverySubscriberOnceAndTheCountsAddUp() throws {
+    @Test(arguments: ["io_uring", "epoll"])
+    func fanoutDeliversEveryAlertToEverySubscriberOnceAndTheCountsAddUp(receiver: String) throws {
         let daemon = try DaemonProcess()
         let (status, json, output) = try bench([
             "fanout", "--socket", daemon.socketPath, "--subscribers", "7", "--alerts", "300",
-            "--publishers", "2", "--window", "16", "--size", "300", "--json", "--no-progress",
+            "--publishers", "2", "--window", "16", "--size", "300", "--receiver", receiver, "--json", "--no-progress",
         ])
         #expect(status == 0, "\(output)")
+        #expect(json["receiver"] as? String == receiver)
         #expect(number(json, "published") == 300)
         #expect(number(json, "deliveries") == 7 * 300)
         #expect(number(json, "expectedDeliveries") == 7 * 300)
@@ -134,13 +136,50 @@ struct BenchToolTests {
         #expect(number(json, "deliveries") == 4 * 20)
     }
 
+    @Test(arguments: ["io_uring", "epoll"])
+    func alertsLargerThanOneReadAreJoinedAcrossReads(receiver: String) throws {
+        // 100 KB frames: larger than one of the io_uring receiver's 64 KiB
+        // buffers and than most single reads, so every alert arrives in pieces.
+        let daemon = try DaemonProcess()
+        let (status, json, output) = try bench([
+            "fanout", "--socket", daemon.socketPath, "--subscribers", "3", "--alerts", "40",
+            "--size", "100000", "--receiver", receiver, "--json", "--no-progress",
+        ])
+        #expect(status == 0, "\(output)")
+        #expect(number(json, "deliveries") == 3 * 40)
+        #expect(number(json, "latencySamples") == 3 * 40)
+        #expect(number(json, "unexpectedFrames") == 0)
+        #expect(number(json, "recvCalls") > 3 * 40, "each frame took more than one read")
+    }
+
+    @Test func theBacklogBoundKeepsPublishersNearTheReaders() throws {
+        // Bounded to 32 alerts ahead of the average subscriber (with 64 in
+        // flight allowed by acknowledgements), the publisher must wait for
+        // deliveries before each batch.
+        let daemon = try DaemonProcess()
+        let (status, json, output) = try bench([
+            "fanout", "--socket", daemon.socketPath, "--subscribers", "20", "--alerts", "2000",
+            "--backlog", "32", "--json", "--no-progress",
+        ])
+        #expect(status == 0, "\(output)")
+        #expect(number(json, "backlog") == 32)
+        #expect(number(json, "deliveries") == 20 * 2000)
+        #expect(number(json, "maxBacklog") > 0)
+        #expect(number(json, "maxBacklog") <= 32, "\(output)")
+        let (_, unbounded, unboundedOutput) = try bench([
+            "fanout", "--socket", daemon.socketPath, "--subscribers", "20", "--alerts", "10", "--backlog", "0", "--json", "--no-progress",
+        ])
+        #expect(unbounded["backlog"] is NSNull, "\(unboundedOutput)")
+    }
+
     @Test func aLaggingSubscriberIsCountedFromTheDaemonsNoticeNotAsLoss() throws {
-        // A ring of 4 KiB (about 16 alerts) and 512 publishes in flight:
-        // subscribers fall behind and the daemon skips them ahead.
+        // A ring of 4 KiB (about 16 alerts), 512 publishes in flight and no
+        // bound on how far publishers run ahead: subscribers fall behind and
+        // the daemon skips them ahead.
         let daemon = try DaemonProcess(extraArguments: ["--retained-bytes", "4096"])
         let (status, json, output) = try bench([
             "fanout", "--socket", daemon.socketPath, "--subscribers", "50", "--alerts", "5000", "--window", "512",
-            "--json", "--no-progress",
+            "--backlog", "0", "--json", "--no-progress",
         ])
         #expect(status == 0, "announced lag is not a failure: \(output)")
         #expect(number(json, "lagEvents") > 0, "expected lag with a 4 KiB ring: \(output)")

@@ -10,7 +10,7 @@ import Logging
 /// `IORING_SETUP_DEFER_TASKRUN` completions are posted only when this thread
 /// enters the kernel to wait, so the loop must call `submitAndWait`, never
 /// just peek.
-final class IOURing {
+package final class IOURing {
     let ring: UnsafeMutablePointer<io_uring>
     let setup: RingSetup
     /// SQEs prepared since the last submit.
@@ -26,7 +26,7 @@ final class IOURing {
     /// Creates a ring with `entries` submission slots and `completionEntries`
     /// completion slots, asking for the best flags the kernel offers and
     /// falling back one step at a time.
-    init(entries: UInt32, completionEntries: UInt32, logger: Logger) throws(EngineError) {
+    package init(entries: UInt32, completionEntries: UInt32, logger: Logger = Logger(label: "secureops.ring")) throws(EngineError) {
         ring = .allocate(capacity: 1)
         ring.initialize(to: io_uring())
         completionBatch = .allocate(capacity: completionBatchSize)
@@ -72,7 +72,7 @@ final class IOURing {
 
     /// A free submission slot. When the submission queue is full, what is
     /// queued is submitted first, so a burst larger than the ring still goes out.
-    func nextSubmission() -> UnsafeMutablePointer<io_uring_sqe> {
+    package func nextSubmission() -> UnsafeMutablePointer<io_uring_sqe> {
         if let sqe = io_uring_get_sqe(ring) {
             unsubmitted += 1
             return sqe
@@ -99,7 +99,7 @@ final class IOURing {
 
     /// Submits queued SQEs without waiting. Returns the kernel's answer.
     @discardableResult
-    func submit() -> Int32 {
+    package func submit() -> Int32 {
         unsubmitted = 0
         return io_uring_submit(ring)
     }
@@ -107,7 +107,7 @@ final class IOURing {
     /// Submits everything queued and waits until at least one completion is
     /// ready or `timeoutNanoseconds` pass. With DEFER_TASKRUN this is where
     /// completions are produced.
-    func submitAndWait(timeoutNanoseconds: Int64) -> Int32 {
+    package func submitAndWait(timeoutNanoseconds: Int64) -> Int32 {
         unsubmitted = 0
         var timeout = __kernel_timespec(
             tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
@@ -120,7 +120,7 @@ final class IOURing {
     /// Hands every ready completion to `body` and marks them seen.
     /// Returns how many there were.
     @inline(__always)
-    func drainCompletions(_ body: (_ userData: UInt64, _ result: Int32, _ flags: UInt32) -> Void) -> Int {
+    package func drainCompletions(_ body: (_ userData: UInt64, _ result: Int32, _ flags: UInt32) -> Void) -> Int {
         var total = 0
         if cu_cq_overflow_pending(ring) != 0 { overflowTurns += 1 }
         if !deferred.isEmpty {

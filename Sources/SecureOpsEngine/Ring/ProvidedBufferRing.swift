@@ -9,17 +9,17 @@ import Glibc
 /// copied out first), which keeps the pool full in steady state. When it runs
 /// dry the kernel ends multishot recvs with `-ENOBUFS`; the loop re-arms them
 /// after returning buffers.
-final class ProvidedBufferRing {
-    let group: Int32
-    let bufferSize: Int
-    let count: Int
+package final class ProvidedBufferRing {
+    package let group: Int32
+    package let bufferSize: Int
+    package let count: Int
     private let ring: UnsafeMutablePointer<io_uring>
     private let bufferRing: UnsafeMutablePointer<io_uring_buf_ring>
     private let memory: UnsafeMutableRawPointer
     private let mask: UInt32
     @exclusivity(unchecked) private var pendingReturns: Int32 = 0
 
-    init(ring: IOURing, group: Int32, count: Int, bufferSize: Int) throws(EngineError) {
+    package init(ring: IOURing, group: Int32, count: Int, bufferSize: Int) throws(EngineError) {
         precondition(count > 0 && count & (count - 1) == 0 && count <= 32768, "buffer count must be a power of two ≤ 32768")
         self.ring = ring.ring
         self.group = group
@@ -46,20 +46,20 @@ final class ProvidedBufferRing {
 
     /// The bytes the kernel wrote into buffer `id`.
     @inline(__always)
-    func bytes(id: UInt16, length: Int) -> UnsafeRawBufferPointer {
+    package func bytes(id: UInt16, length: Int) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: memory + Int(id) * bufferSize, count: length)
     }
 
     /// Gives buffer `id` back to the kernel. Made visible by `publishReturns`.
     @inline(__always)
-    func recycle(id: UInt16) {
+    package func recycle(id: UInt16) {
         cu_buf_ring_add(bufferRing, memory + Int(id) * bufferSize, UInt32(bufferSize), id, mask, pendingReturns)
         pendingReturns += 1
     }
 
     /// Publishes recycled buffers to the kernel with one tail update.
     @inline(__always)
-    func publishReturns() {
+    package func publishReturns() {
         if pendingReturns > 0 {
             cu_buf_ring_advance(bufferRing, pendingReturns)
             pendingReturns = 0
