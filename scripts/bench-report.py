@@ -122,31 +122,36 @@ for p in points("rpc"):
 
 agreement = out / "agreement.txt"
 if agreement.exists() and agreement.read_text().strip():
-    # Lines: "<point> bench {json}" (secureops-bench) or "<point> mode=... k=v" (loadgen.c).
+    # Lines: "<label> bench {json}" (secureops-bench) or "<label> mode=... k=v"
+    # (loadgen.c); the label is key=value words: subscribers= or
+    # redis-subscribers= or connections=, and receiver= for fan-out pairs.
     series = defaultdict(lambda: {"bench": [], "loadgen": []})
     for line in agreement.read_text().splitlines():
-        point, _, rest = line.partition(" ")
-        if rest.startswith("bench "):
-            body = rest[6:].strip()
-            if not body.startswith("{"):
+        if " bench " in line:
+            label, _, body = line.partition(" bench ")
+            if not body.strip().startswith("{"):
                 continue
             r = json.loads(body)
             value = r["deliveriesPerSec"] if r["mode"] == "fanout" else r["requestsPerSec"]
-            series[(r["mode"], point)]["bench"].append(value)
-        elif rest.startswith("mode="):
-            kv = dict(part.split("=", 1) for part in rest.split())
+            series[(r["mode"], label)]["bench"].append(value)
+        elif " mode=" in line:
+            label, _, rest = line.partition(" mode=")
+            kv = dict(part.split("=", 1) for part in ("mode=" + rest).split())
             value = float(kv["deliveries_per_sec"] if kv["mode"] == "fanout" else kv["requests_per_sec"])
-            series[(kv["mode"], point)]["loadgen"].append(value)
+            series[(kv["mode"], label)]["loadgen"].append(value)
     emit("\n### Agreement with the independent C load generator (same server build, same pinning; median)\n")
     emit("| workload | secureops-bench | scripts/loadgen/loadgen.c | difference | every run (bench; loadgen) |")
     emit("|---|---:|---:|---:|---|")
-    for (mode, point), values in series.items():
+    for (mode, label), values in series.items():
         b, c = values["bench"], values["loadgen"]
         if b and c:
             mb, mc = statistics.median(b), statistics.median(c)
-            server = "Redis" if point.startswith("redis-") else "secureopsd"
-            name = (f"{server} fanout {point.split('=')[1]} subscribers, 256 B, window 64" if mode == "fanout"
-                    else f"{server} rpc ping {point.split('=')[1]} × 16")
+            words = dict(word.split("=", 1) for word in label.split())
+            server = "Redis" if "redis-subscribers" in words else "secureopsd"
+            count = words.get("subscribers") or words.get("redis-subscribers") or words.get("connections")
+            receiver = words.get("receiver", "epoll")
+            name = (f"{server} fanout {int(count):,} subscribers, 256 B, both reading with {receiver}" if mode == "fanout"
+                    else f"{server} rpc ping {count} × 16")
             emit(f"| {name} | {rate(mb)} | {rate(mc)} | {(mb - mc) / mc * 100:+.1f}% "
                  f"| {', '.join(rate(x) for x in b)}; {', '.join(rate(x) for x in c)} |")
 

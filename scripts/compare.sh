@@ -15,7 +15,8 @@
 #
 # Environment: REPS (3), OUT (bench-results/<time>), SERVER_CPU (0),
 # TOOL_CPU (1), SCRATCH (.build-bench, the release build directory),
-# SECTIONS (fanout light connect rpc agree).
+# SECTIONS (fanout light connect rpc agree), FANOUT_ARGS (extra arguments
+# for the full-speed fan-out runs, e.g. "--backlog 256" or "--receiver epoll").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -28,6 +29,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
 SCRATCH=${SCRATCH:-.build-bench}
 SECTIONS=${SECTIONS:-fanout light connect rpc agree}
+FANOUT_ARGS=${FANOUT_ARGS:-}
 section() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -45,7 +47,7 @@ log "building release into $SCRATCH"
 swift build -c release --scratch-path "$SCRATCH" --product secureopsd >&2
 swift build -c release --scratch-path "$SCRATCH" --product secureops-bench >&2
 BIN="$SCRATCH/release"
-cc -O2 -o "$OUT/loadgen" scripts/loadgen/loadgen.c
+cc -O2 -o "$OUT/loadgen" scripts/loadgen/loadgen.c -luring
 REDIS=$(command -v redis-server || echo /usr/bin/redis-server)
 
 # Both servers and the tool need one descriptor per subscriber.
@@ -61,6 +63,7 @@ ulimit -n "$(ulimit -Hn)"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "pinning: server on CPU $SERVER_CPU, tool on CPU $TOOL_CPU; $REPS run(s) per point"
+    echo "fan-out arguments: --size 256 --window 64 ${FANOUT_ARGS:-(defaults)}"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 load=$(cut -d' ' -f1 /proc/loadavg)
@@ -139,7 +142,8 @@ for point in $FANOUT_POINTS; do
     subs=${point%%:*}; alerts=${point##*:}
     for rep in $(seq 1 "$REPS"); do
         for target in $TARGETS; do
-            run fanout "$subs" "$rep" "$target" -- fanout --subscribers "$subs" --alerts "$alerts" --size 256 --window 64
+            # shellcheck disable=SC2086
+            run fanout "$subs" "$rep" "$target" -- fanout --subscribers "$subs" --alerts "$alerts" --size 256 --window 64 $FANOUT_ARGS
         done
     done
 done
@@ -192,20 +196,25 @@ done
 
 # --- agreement with the independent C load generator (secureopsd) ----------
 # Same daemon build, same pinning, alternating: loadgen.c counts newline
-# bytes only; secureops-bench parses sequences and send times.
+# bytes only; secureops-bench parses sequences and send times. Both read
+# their subscribers the same way in each pair (epoll, or io_uring), and the
+# tool runs with --backlog 0, so both pace the publisher by acknowledgements
+# alone, as loadgen.c does.
 AGREE="$OUT/agreement.txt"
 : > "$AGREE"
 if section agree; then
     log "agreement: secureops-bench against scripts/loadgen/loadgen.c on the same daemon"
     for rep in $(seq 1 "$REPS"); do
-        for subs in 100 1000; do
-            alerts=$((2000000 / subs * 10))
-            start_server secureops
-            echo "subscribers=$subs $(taskset -c "$TOOL_CPU" "$OUT/loadgen" fanout secureops "$SOCK" "$subs" "$alerts" 256 64)" >> "$AGREE" || true
-            stop_server
-            start_server secureops
-            echo "subscribers=$subs bench $(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" fanout --socket "$SOCK" --subscribers "$subs" --alerts "$alerts" --size 256 --window 64 --json --no-progress)" >> "$AGREE" || true
-            stop_server
+        for receiver in io_uring epoll; do
+            for subs in 1000 19000; do
+                alerts=$((20000000 / subs))
+                start_server secureops
+                echo "subscribers=$subs receiver=$receiver $(taskset -c "$TOOL_CPU" "$OUT/loadgen" fanout secureops "$SOCK" "$subs" "$alerts" 256 64 "$receiver")" >> "$AGREE" || true
+                stop_server
+                start_server secureops
+                echo "subscribers=$subs receiver=$receiver bench $(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" fanout --socket "$SOCK" --subscribers "$subs" --alerts "$alerts" --size 256 --window 64 --backlog 0 --receiver "$receiver" --json --no-progress)" >> "$AGREE" || true
+                stop_server
+            done
         done
         # Redis is server-bound at this point, so both generators measure
         # the server rather than themselves.
@@ -213,7 +222,7 @@ if section agree; then
         echo "redis-subscribers=1000 $(taskset -c "$TOOL_CPU" "$OUT/loadgen" fanout redis "$SOCK" 1000 10000 256 64)" >> "$AGREE" || true
         stop_server
         start_server redis
-        echo "redis-subscribers=1000 bench $(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" fanout --target redis --socket "$SOCK" --subscribers 1000 --alerts 10000 --size 256 --window 64 --json --no-progress)" >> "$AGREE" || true
+        echo "redis-subscribers=1000 bench $(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" fanout --target redis --socket "$SOCK" --subscribers 1000 --alerts 10000 --size 256 --window 64 --backlog 0 --receiver epoll --json --no-progress)" >> "$AGREE" || true
         stop_server
         start_server secureops
         echo "connections=100 $(taskset -c "$TOOL_CPU" "$OUT/loadgen" rpc secureops "$SOCK" 100 2000000 16)" >> "$AGREE" || true

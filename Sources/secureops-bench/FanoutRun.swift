@@ -21,8 +21,10 @@ struct FanoutSettings {
     /// subscriber has received, in alerts; nil: no bound. An acknowledged
     /// publish has only been queued by secureopsd, so without this bound a
     /// publisher faster than the readers builds a queue in the server, and
-    /// latency at full speed measures that queue, not delivery.
-    var backlog: Int? = 64
+    /// latency at full speed measures that queue, not delivery. 256 lets a
+    /// server fill a 64 KiB send per subscriber with 256-byte alerts
+    /// (BENCHMARKS.md, "How far publishers run ahead").
+    var backlog: Int? = 256
     /// Seconds without a delivery after the last publish before the rest
     /// counts as lost.
     var drainTimeout: Double = 10

@@ -98,8 +98,8 @@ struct FanoutOptions: ParsableArguments {
     @Option(help: "How the tool reads its subscribers: io_uring (multishot recv into shared buffers) or epoll (readiness, then recv).")
     var receiver: Receiver = .ioUring
 
-    @Option(help: "Alerts the publishers may run ahead of the average subscriber (0: no bound). Keeps the server's queue short, so latency at full speed is delivery time.")
-    var backlog: Int = 64
+    @Option(help: "Alerts the publishers may run ahead of the average subscriber (0: no bound). Bounds the queue in the server, so latency at full speed is delivery time, not a queue the tool built.")
+    var backlog: Int = 256
 
     func validate(target: Target) throws {
         try validateFanout(subscribers: subscribers, size: size, publishers: publishers, rate: rate, window: window, target: target)
