@@ -7,7 +7,7 @@
 # run) so that a noisy neighbour hurts both alike. Prints medians and ratios
 # and writes everything to $OUT (results.jsonl, summary.md, fanout.png).
 #
-#   scripts/compare.sh                  # the full matrix (about 15 minutes)
+#   scripts/compare.sh                  # the full matrix (6 minutes here, once built)
 #   QUICK=1 scripts/compare.sh          # one run per point, fewer points
 #   REPS=5 OUT=/tmp/run scripts/compare.sh
 #

@@ -139,7 +139,9 @@ struct BenchToolTests {
     @Test(arguments: ["io_uring", "epoll"])
     func alertsLargerThanOneReadAreJoinedAcrossReads(receiver: String) throws {
         // 100 KB frames: larger than one of the io_uring receiver's 64 KiB
-        // buffers and than most single reads, so every alert arrives in pieces.
+        // buffers, so there every alert arrives in at least two pieces. (The
+        // epoll receiver reads up to 1 MiB at once: pieces there depend on
+        // timing, so only the counts are checked.)
         let daemon = try DaemonProcess()
         let (status, json, output) = try bench([
             "fanout", "--socket", daemon.socketPath, "--subscribers", "3", "--alerts", "40",
@@ -149,7 +151,11 @@ struct BenchToolTests {
         #expect(number(json, "deliveries") == 3 * 40)
         #expect(number(json, "latencySamples") == 3 * 40)
         #expect(number(json, "unexpectedFrames") == 0)
-        #expect(number(json, "recvCalls") > 3 * 40, "each frame took more than one read")
+        if receiver == "io_uring" {
+            // No read holds more than 64 KiB, so 12 MB took at least 183
+            // reads for 120 alerts: most alerts were joined from pieces.
+            #expect(number(json, "recvCalls") > 3 * 40, "more reads than alerts")
+        }
     }
 
     @Test func theBacklogBoundKeepsPublishersNearTheReaders() throws {
