@@ -62,7 +62,18 @@ def reps(workload, point, target):
 lines = []
 emit = lines.append
 
-emit("### Fan-out: deliveries/s (256-byte alerts, 1 publisher, 64 in flight; median)\n")
+def fanout_pacing():
+    """How the full-speed fan-out runs were paced and read, from their JSON."""
+    seen = {(r["result"].get("backlog"), r["result"].get("receiver")) for r in runs
+            if r["workload"] == "fanout" and r["result"]}
+    if len(seen) != 1:
+        return "mixed settings"
+    backlog, receiver = seen.pop()
+    ahead = f"at most {backlog} ahead of the average subscriber" if backlog else "no bound on how far ahead"
+    return f"{ahead}, tool reading with {receiver or 'epoll'}"
+
+
+emit(f"### Fan-out: deliveries/s (256-byte alerts, 1 publisher, 64 in flight, {fanout_pacing()}; median)\n")
 emit("| subscribers | secureopsd | Redis | ratio | secureopsd p50 / p99 / p99.9 | Redis p50 / p99 / p99.9 | lost (s/R) | tool CPU (s/R) | runs |")
 emit("|---:|---:|---:|---:|---|---|---|---|---:|")
 chart = []
