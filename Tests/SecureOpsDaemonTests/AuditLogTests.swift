@@ -236,10 +236,16 @@ struct AuditLogTests {
             // Lag is noticed when a send completes, so this one keeps its
             // sends completing: 4 KiB every 10 ms, far below the flood. (One
             // that never reads has its send stuck: that is the "slow" case.)
-            let fd = stalled.fd
+            // The reader gets its own descriptor: `stalled` closes its one
+            // when the test ends, and a loop still reading that number would
+            // read whatever the number is reused for next (once it was the
+            // socket Foundation watches for another test's daemon to exit,
+            // and that test's waitUntilExit never returned).
+            let fd = dup(stalled.fd)
             Thread {
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 { usleep(10_000) }
+                close(fd)
             }.start()
         }
         let publisher = try daemon.connect()

@@ -120,10 +120,7 @@ struct BenchToolTests {
         process.executableURL = URL(fileURLWithPath: server)
         process.arguments = [socketPath]
         try process.run()
-        defer {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        defer { killAndWait(process) }
         for _ in 0..<250 where !FileManager.default.fileExists(atPath: socketPath) { usleep(20_000) }
 
         let (status, json, output) = try bench([

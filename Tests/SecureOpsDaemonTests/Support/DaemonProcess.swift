@@ -65,10 +65,7 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        killAndWait(process)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -237,4 +234,28 @@ final class RawClient {
     }
 
     func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
+}
+
+/// SIGKILLs a child started with Foundation's `Process` (if it still runs)
+/// and waits, at most 10 s, until the kernel says it is gone. Not
+/// `waitUntilExit()`: Foundation learns of an exit when a socket the child
+/// inherited reaches end-of-file, and anything else holding that socket (a
+/// process the child started, a stray read in this process) makes it wait
+/// forever. A zombie counts as gone; Foundation still reaps it.
+func killAndWait(_ process: Process) {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, SIGKILL)
+    let deadline = Date().addingTimeInterval(10)
+    while process.isRunning && !childHasExited(pid: process.processIdentifier) && Date() < deadline {
+        usleep(5_000)
+    }
+}
+
+/// Whether `pid` has exited (a zombie not yet reaped, or gone), read from
+/// /proc without reaping it.
+func childHasExited(pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return true }
+    let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
+    return state == "Z" || state == "X"
 }

@@ -36,10 +36,7 @@ final class FanoutSwarm: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        killAndWait(process)
     }
 
     /// Waits until every subscriber has its `ok`.
