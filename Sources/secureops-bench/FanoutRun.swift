@@ -807,19 +807,13 @@ final class FanoutRun {
             let allowed = Int(Double(now - startedAt) / 1e9 * rate) + 1
             room = min(room, allowed - totalSent)
         }
-        if let backlog = settings.backlog {
-            let readers = subscriberFDs.count - outcome.disconnected
-            if readers > 0 {
-                // Skipped (announced) alerts count as received: a lagged
-                // subscriber must not hold publishing back for good.
-                let received = Int((outcome.deliveries + outcome.laggedSkipped) / UInt64(readers))
-                let backlogRoom = backlog - max(0, totalSent - received)
-                // Refill in batches of at least half the backlog: topping it
-                // up one alert at a time would make every publish its own
-                // fan-out sweep, which measures the tool's pacing.
-                if backlogRoom < (backlog + 1) / 2 { return }
-                room = min(room, backlogRoom)
-            }
+        if let backlog = settings.backlog, let ahead = publishedAheadOfReaders() {
+            let backlogRoom = backlog - max(0, ahead)
+            // Once stopped by the bound, wait for room for half of it:
+            // topping up one alert at a time would make every publish its
+            // own fan-out sweep, which measures the tool's pacing.
+            if backlogRoom < (backlog + 1) / 2 { return }
+            room = min(room, backlogRoom)
         }
         guard room > 0 else { return }
         defer { noteBacklog() }
@@ -837,10 +831,17 @@ final class FanoutRun {
     }
 
     private func noteBacklog() {
+        if let ahead = publishedAheadOfReaders() { outcome.maxBacklog = max(outcome.maxBacklog, ahead) }
+    }
+
+    /// Alerts published beyond what the average subscriber still connected
+    /// has received; nil without subscribers. Skipped (announced) alerts
+    /// count as received: a lagged subscriber must not hold publishing back
+    /// for good.
+    private func publishedAheadOfReaders() -> Int? {
         let readers = subscriberFDs.count - outcome.disconnected
-        guard readers > 0 else { return }
-        let received = Int((outcome.deliveries + outcome.laggedSkipped) / UInt64(readers))
-        outcome.maxBacklog = max(outcome.maxBacklog, totalSent - received)
+        guard readers > 0 else { return nil }
+        return totalSent - Int((outcome.deliveries + outcome.laggedSkipped) / UInt64(readers))
     }
 
     private func flush(_ publisher: Publisher) throws {
