@@ -542,7 +542,7 @@ final class FanoutRun {
             return
         }
         outcome.recvCalls &+= 1
-        consume(i, receiveBuffer, total: carried + n, carried: carried)
+        consume(i, receiveBuffer, total: carried + n)
     }
 
     /// io_uring: the bytes sit in a provided buffer and are split in place.
@@ -553,7 +553,7 @@ final class FanoutRun {
         outcome.recvCalls &+= 1
         let carried = carries[i].count
         if carried == 0 {
-            consume(i, bytes, total: count, carried: 0)
+            consume(i, bytes, total: count)
             return
         }
         guard let hit = memchr(bytes, 0x0A, count) else {
@@ -568,8 +568,8 @@ final class FanoutRun {
         let head = bytes.distance(to: hit.assumingMemoryBound(to: UInt8.self)) + 1
         carries[i].withUnsafeBufferPointer { receiveBuffer.update(from: $0.baseAddress!, count: carried) }
         (receiveBuffer + carried).update(from: bytes, count: head)
-        consume(i, receiveBuffer, total: carried + head, carried: carried)
-        if head < count { consume(i, bytes + head, total: count - head, carried: 0) }
+        consume(i, receiveBuffer, total: carried + head)
+        if head < count { consume(i, bytes + head, total: count - head) }
     }
 
     /// The server closed this subscriber: whatever it has not received
@@ -583,11 +583,11 @@ final class FanoutRun {
         subscriberFDs[i] = -1
     }
 
-    /// Splits `total` bytes (the first `carried` of them the unfinished line
-    /// kept from the previous read) into frames and accounts for each; keeps
-    /// the new unfinished tail.
+    /// Splits `total` bytes (beginning with the unfinished line kept from
+    /// the previous read, if there was one, already copied in front) into
+    /// frames and accounts for each; keeps the new unfinished tail.
     @inline(__always)
-    private func consume(_ i: Int, _ buffer: UnsafeMutablePointer<UInt8>, total: Int, carried: Int) {
+    private func consume(_ i: Int, _ buffer: UnsafeMutablePointer<UInt8>, total: Int) {
         let now = monotonicNanos()
         var start = 0
         // The hot loop: counters stay in locals (class properties would pay
@@ -655,7 +655,7 @@ final class FanoutRun {
             }
             carries[i].removeAll(keepingCapacity: true)
             carries[i].append(contentsOf: UnsafeBufferPointer(start: buffer + start, count: tail))
-        } else if carried > 0 {
+        } else if !carries[i].isEmpty {
             carries[i].removeAll(keepingCapacity: true)
         }
     }

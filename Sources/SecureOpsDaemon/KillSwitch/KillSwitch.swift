@@ -74,7 +74,7 @@ public final class KillSwitch: Sendable {
         if unlink(path) != 0 && errno != ENOENT {
             throw SecureFile.Failure(operation: "unlink", path: path, code: errno)
         }
-        SecureFile.syncDirectory(of: path)
+        LogFileIO.syncDirectory(of: path)
         return previous
     }
 }

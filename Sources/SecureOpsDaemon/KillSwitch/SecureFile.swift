@@ -61,8 +61,4 @@ public enum SecureFile {
         }
         return result
     }
-
-    static func syncDirectory(of path: String) {
-        LogFileIO.syncDirectory(of: path)
-    }
 }

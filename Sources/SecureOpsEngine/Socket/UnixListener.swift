@@ -16,12 +16,11 @@ struct UnixListener {
     private let device: UInt64
     private let inode: UInt64
 
-    static let maximumPathBytes = UnixSocketAddress.maximumPathBytes
     private static let umaskLock = Locked(())
 
     init(path: String, mode: mode_t, directoryMode: mode_t, backlog: Int32, logger: Logger) throws(EngineError) {
         let pathBytes = Array(path.utf8)
-        guard pathBytes.count <= UnixListener.maximumPathBytes else {
+        guard pathBytes.count <= UnixSocketAddress.maximumPathBytes else {
             throw .socketPathTooLong(path: path, bytes: pathBytes.count)
         }
         guard !pathBytes.isEmpty, !pathBytes.contains(0) else {
