@@ -42,6 +42,8 @@ struct FanoutSettings {
     var stuck: Int = 0
     /// How subscribers' sockets are read.
     var receiver: Receiver = .ioUring
+    /// io_uring: buffers in the shared receive pool (64 KiB each).
+    var receiveBuffers = 128
 }
 
 /// How the tool reads its subscribers' sockets.
@@ -176,7 +178,7 @@ final class FanoutRun {
         template = PublishTemplate(wire: wire)
         poller = try Poller(capacity: 4096)
         if settings.receiver == .ioUring {
-            let ring = try SubscriberRing()
+            let ring = try SubscriberRing(bufferCount: settings.receiveBuffers)
             ring.watch(poller.fd)
             subscriberRing = ring
         } else {

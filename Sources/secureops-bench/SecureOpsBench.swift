@@ -101,9 +101,15 @@ struct FanoutOptions: ParsableArguments {
     @Option(help: "Alerts the publishers may run ahead of the average subscriber (0: no bound). Bounds the queue in the server, so latency at full speed is delivery time, not a queue the tool built.")
     var backlog: Int = 256
 
+    @Option(name: .customLong("receive-buffers"), help: "io_uring receiver: 64 KiB buffers in its shared pool (a power of two up to 32768). Few stay in cache; too few make reads wait for a buffer (starvedReceives).")
+    var receiveBuffers: Int = 128
+
     func validate(target: Target) throws {
         try validateFanout(subscribers: subscribers, size: size, publishers: publishers, rate: rate, window: window, target: target)
         guard backlog >= 0 else { throw ValidationError("--backlog must be 0 (no bound) or more") }
+        guard receiveBuffers > 0 && receiveBuffers <= 32768 && receiveBuffers & (receiveBuffers - 1) == 0 else {
+            throw ValidationError("--receive-buffers must be a power of two between 1 and 32768")
+        }
     }
 }
 
@@ -143,6 +149,7 @@ struct Fanout: ParsableCommand {
                 rate: fanout.rate, window: fanout.window, drainTimeout: fanout.drainTimeout, progress: common.showProgress)
             settings.receiver = fanout.receiver
             settings.backlog = fanout.backlog > 0 ? fanout.backlog : nil
+            settings.receiveBuffers = fanout.receiveBuffers
             let outcome = try FanoutRun(settings: settings, server: server).run()
             let report = FanoutReport.make(mode: "fanout", settings: settings, outcome: outcome, server: server)
             common.json ? report.printJSON() : report.printTable()

@@ -155,6 +155,21 @@ struct BenchToolTests {
         }
     }
 
+    /// DESIGN.md invariant 7 in the tool's own receiver: with one shared
+    /// buffer, most multishot receives end with -ENOBUFS; each is re-armed
+    /// and nothing is lost.
+    @Test func receivesThatFindNoBufferAreReArmedAndLoseNothing() throws {
+        let daemon = try DaemonProcess()
+        let (status, json, output) = try bench([
+            "fanout", "--socket", daemon.socketPath, "--subscribers", "50", "--alerts", "300", "--size", "4000",
+            "--receive-buffers", "1", "--json", "--no-progress",
+        ])
+        #expect(status == 0, "\(output)")
+        #expect(number(json, "starvedReceives") > 0, "one buffer for 50 sockets must run dry")
+        #expect(number(json, "deliveries") == 50 * 300)
+        #expect(number(json, "lost") == 0 && number(json, "unexpectedFrames") == 0)
+    }
+
     @Test func theBacklogBoundKeepsPublishersNearTheReaders() throws {
         // Bounded to 32 alerts ahead of the average subscriber (with 64 in
         // flight allowed by acknowledgements), the publisher must wait for
