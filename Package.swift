@@ -20,6 +20,13 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // Linux interfaces Glibc does not import (O_PATH, SO_PEERCRED,
+        // pidfd_open); links nothing, so clients may use it.
+        .target(name: "CSystem"),
+        // System interfaces the safe way: paths walked and checked one
+        // component at a time on descriptors, directories held open, peer
+        // credentials from the kernel.
+        .target(name: "SecureOpsSystem", dependencies: ["CSystem"]),
         // The C surface of liburing (Debian: liburing-dev).
         .target(
             name: "CURing",
@@ -30,6 +37,7 @@ let package = Package(
             name: "SecureOpsEngine",
             dependencies: [
                 "CURing",
+                "SecureOpsSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -46,7 +54,7 @@ let package = Package(
         // The client side of the wire contract: blocking core and async API.
         .target(
             name: "SecureOpsClient",
-            dependencies: ["SecureOpsEngine"]
+            dependencies: ["SecureOpsEngine", "SecureOpsSystem"]
         ),
         // The signed, hash-chained audit log: written by the daemon,
         // verified by `secureops verify-log`.
@@ -54,6 +62,7 @@ let package = Package(
             name: "SecureOpsAuditLog",
             dependencies: [
                 "SecureOpsEngine",
+                "SecureOpsSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -63,6 +72,7 @@ let package = Package(
             name: "SecureOpsDaemon",
             dependencies: [
                 "CURing",
+                "SecureOpsSystem",
                 "SecureOpsEngine",
                 "SecureOpsAuditLog",
                 .product(name: "Logging", package: "swift-log"),
@@ -81,6 +91,7 @@ let package = Package(
             dependencies: [
                 "SecureOpsClient",
                 "SecureOpsAuditLog",
+                "SecureOpsSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -88,6 +99,7 @@ let package = Package(
             name: "secureops-bench",
             dependencies: [
                 "SecureOpsClient",
+                "SecureOpsSystem",
                 "CURing",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -114,7 +126,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureOpsDaemonTests",
-            dependencies: ["SecureOpsDaemon", "SecureOpsClient", "secureopsd", "secureops", "secureops-bench"],
+            dependencies: ["SecureOpsDaemon", "SecureOpsSystem", "SecureOpsClient", "secureopsd", "secureops", "secureops-bench"],
             exclude: ["Fixtures"]
         ),
     ]

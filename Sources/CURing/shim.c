@@ -42,31 +42,6 @@ void cu_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsig
     free(br);
 }
 
-int cu_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        return -errno;
-    }
-    *pid = cred.pid;
-    *uid = cred.uid;
-    *gid = cred.gid;
-    return 0;
-}
-
-int cu_peer_groups(int fd, gid_t *groups, int capacity) {
-#ifdef SO_PEERGROUPS
-    socklen_t len = (socklen_t)(capacity * (int)sizeof(gid_t));
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
-        return -errno;
-    }
-    return (int)(len / sizeof(gid_t));
-#else
-    (void)fd; (void)groups; (void)capacity;
-    return -ENOPROTOOPT;
-#endif
-}
-
 int cu_accept(int fd) {
     int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     return client >= 0 ? client : -errno;
@@ -85,8 +60,4 @@ int cu_probe_op(struct io_uring *ring, int op) {
 int cu_eventfd(void) {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return fd >= 0 ? fd : -errno;
-}
-
-void cu_set_thread_name(const char *name) {
-    pthread_setname_np(pthread_self(), name);
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Glibc
+import SecureOpsSystem
 
 /// Checks a whole audit log: every MAC, every sequence number, every chain
 /// link, and the end of the log against `audit.head`. Stops at the first
@@ -13,11 +14,10 @@ public struct AuditLogVerifier: @unchecked Sendable {
     }
 
     /// A verifier with the key of a state directory. Checks that the key is
-    /// a regular file of the right size; it does not insist on its owner,
-    /// so root can verify a log a dedicated user writes.
-    public static func forStateDirectory(_ directory: String) throws(AuditKey.Failure) -> AuditLogVerifier {
-        let loaded = try AuditKey.load(path: directory + "/" + AuditLogFormat.keyFileName, owner: nil, create: false)
-        return AuditLogVerifier(key: loaded.key)
+    /// a regular file nobody else may write, of the right size; it does not
+    /// insist on its owner, so root can verify a log a dedicated user writes.
+    public static func forStateDirectory(_ directory: OpenedDirectory) throws(AuditKey.Failure) -> AuditLogVerifier {
+        AuditLogVerifier(key: try AuditKey.load(in: directory, owner: nil, create: false).key)
     }
 
     /// What is wrong, at which record.
@@ -34,6 +34,19 @@ public struct AuditLogVerifier: @unchecked Sendable {
         }
     }
 
+    /// Where a verified stretch of the file ends: enough to resume there.
+    public struct Position: Sendable, Equatable {
+        /// Byte offset just past the last verified line.
+        public var offset: Int
+        /// Lines read so far.
+        public var line: Int
+        public var nextSeq: UInt64
+        /// Hash of the last verified line (the next record's `prev`).
+        public var prev: String
+
+        public static let start = Position(offset: 0, line: 0, nextSeq: 1, prev: AuditLogFormat.genesis)
+    }
+
     public struct Report: Sendable {
         public var logPath: String
         /// Records that verified before the first problem (all of them when intact).
@@ -44,28 +57,65 @@ public struct AuditLogVerifier: @unchecked Sendable {
         /// The sequence `audit.head` anchors, when it was checked.
         public var headSeq: UInt64?
         public var problem: Problem?
+        /// Where the verified records end (set when intact).
+        public var end: Position?
+        /// Records that say the chain was restarted or a run ended without
+        /// stopping (`log-reset`, `unclean-shutdown`): intact, but worth a
+        /// look.
+        public var notices: [String] = []
         public var isIntact: Bool { problem == nil }
-    }
-
-    /// Verifies `logPath`, and its end against `headPath` when given. With
-    /// `byteLimit`, only that many bytes are read: a live daemon passes how
-    /// much it has written, so a record being appended is not mistaken for
-    /// a torn one. Throws only when the log cannot be read at all.
-    public func verify(logPath: String, headPath: String?, byteLimit: Int? = nil) throws(AuditLogIOError) -> Report {
-        // The head first: a writer moves it only after its records are on
-        // disk, so the records it names are within what is read next.
-        let head: HeadInput = if let headPath { .contents(try LogFileIO.readSmallFile(headPath, limit: 4096)) } else { .notChecked }
-        return try verify(logPath: logPath, head: head, byteLimit: byteLimit)
     }
 
     /// `audit.head` as the verifier gets it: not checked, or the file's
     /// bytes (nil when it does not exist).
-    enum HeadInput {
+    public enum HeadInput: Sendable {
         case notChecked
         case contents([UInt8]?)
     }
 
-    func verify(logPath: String, head headInput: HeadInput, byteLimit: Int?) throws(AuditLogIOError) -> Report {
+    /// Verifies the log of a state directory against its head. A key
+    /// without a log, or a head without one, is tampering: someone deleted
+    /// the log. Throws only when the log cannot be read at all.
+    public func verify(stateDirectory directory: OpenedDirectory) throws(SystemError) -> Report {
+        // The head first: a writer moves it only after its records are on
+        // disk, so the records it names are within what is read next.
+        let headBytes = try directory.readFile(AuditLogFormat.headFileName, limit: 4096)
+        let logPath = directory.pathOf(AuditLogFormat.logFileName)
+        let file: FileDescriptor
+        do {
+            file = try directory.openFile(AuditLogFormat.logFileName, flags: O_RDONLY)
+        } catch {
+            guard error.code == ENOENT else { throw error }
+            var report = Report(logPath: logPath, records: 0, lastSeq: 0)
+            let head = headBytes.flatMap { try? AuditHead.decode($0, key: key) }
+            report.headSeq = head?.seq
+            let reason = head.map { "the log file is missing, but audit.head records that it reached seq \($0.seq): it was deleted" }
+                ?? "the log file is missing, but \(AuditLogFormat.keyFileName) exists: the log (and its head) were deleted"
+            report.problem = Problem(line: 1, seq: 1, reason: reason)
+            return report
+        }
+        var report = try verify(file: file, path: logPath, head: .contents(headBytes), byteLimit: nil, resumingAfter: nil)
+        if report.isIntact && report.records == 0 {
+            report.problem = Problem(line: 1, seq: 1, reason: "the log is empty, but \(AuditLogFormat.keyFileName) exists: its records were deleted")
+        }
+        return report
+    }
+
+    /// Verifies one file by path, without a head (a log moved aside).
+    public func verify(logPath: String) throws(SystemError) -> Report {
+        let fd = open(logPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw SystemError("open", logPath) }
+        return try verify(file: FileDescriptor(adopting: fd), path: logPath, head: .notChecked, byteLimit: nil, resumingAfter: nil)
+    }
+
+    /// Verifies `file` up to `byteLimit` (a live daemon passes how much it
+    /// has written, so a record being appended is not mistaken for a torn
+    /// one). With `resumingAfter`, starts after a stretch verified earlier:
+    /// the line that ends there must still be the one that was verified,
+    /// and the counts in the report cover only what was read now.
+    public func verify(
+        file: FileDescriptor, path logPath: String, head headInput: HeadInput, byteLimit: Int?, resumingAfter start: Position?
+    ) throws(SystemError) -> Report {
         var head: AuditHead?
         var headProblem: String?
         var checkHead = false
@@ -80,23 +130,25 @@ public struct AuditLogVerifier: @unchecked Sendable {
             }
         }
         var report = Report(logPath: logPath, records: 0, lastSeq: 0, headSeq: head?.seq)
+        let size = try file.status(path: logPath).size
+        let limit = min(byteLimit ?? size, size)
+        var position = start ?? .start
+        report.lastSeq = position.nextSeq - 1
 
-        let fd = open(logPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        if fd < 0 {
-            let code = errno
-            guard code == ENOENT, let head else { throw AuditLogIOError(operation: "open", path: logPath, code: code) }
-            report.problem = Problem(line: 1, seq: 1, reason: "the log file is missing, but audit.head records that it reached seq \(head.seq): it was deleted")
-            return report
+        if let start, start.offset > 0 {
+            // The record that ends the verified stretch must be unchanged.
+            guard start.offset <= limit, let last = AuditLog.lastLine(file, size: start.offset),
+                  AuditLogFormat.hash(last) == start.prev
+            else {
+                report.problem = Problem(
+                    line: start.line, seq: start.nextSeq - 1,
+                    reason: "changed after it was verified: the file was rewritten up to here")
+                return report
+            }
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw AuditLogIOError(operation: "stat", path: logPath, code: errno) }
-        let limit = min(byteLimit ?? Int(info.st_size), Int(info.st_size))
 
-        var reader = LineReader(fd: fd, limit: limit, maxLineBytes: AuditLogFormat.maxLineBytes)
-        var expectedSeq: UInt64 = 1
-        var expectedPrev = AuditLogFormat.genesis
-        var lineNumber = 0
+        var reader = LineReader(file: file, path: logPath, from: position.offset, limit: limit, maxLineBytes: AuditLogFormat.maxLineBytes)
+        var lineNumber = position.line
         while let item = try reader.next() {
             lineNumber += 1
             let line: [UInt8]
@@ -121,6 +173,7 @@ public struct AuditLogVerifier: @unchecked Sendable {
                 report.problem = Problem(line: lineNumber, seq: Self.claimedSeq(line), reason: "\(error)")
                 return report
             }
+            let expectedSeq = position.nextSeq
             if record.seq != expectedSeq {
                 let whereItIs = try locate(seq: expectedSeq, reader: &reader, after: lineNumber)
                 let reason: String
@@ -134,22 +187,23 @@ public struct AuditLogVerifier: @unchecked Sendable {
                 report.problem = Problem(line: lineNumber, seq: record.seq, reason: reason)
                 return report
             }
-            if record.prev != expectedPrev {
+            if record.prev != position.prev {
                 let previous = lineNumber == 1 ? "the genesis value" : "the hash of line \(lineNumber - 1)"
                 report.problem = Problem(line: lineNumber, seq: record.seq, reason: "broken chain: \"prev\" does not match \(previous) (a record before it was replaced)")
                 return report
             }
-            expectedPrev = AuditLogFormat.hash(line)
-            expectedSeq += 1
+            position = Position(offset: reader.offset, line: lineNumber, nextSeq: record.seq + 1, prev: AuditLogFormat.hash(line))
             report.records += 1
             report.lastSeq = record.seq
             if report.firstTime == nil { report.firstTime = record.time }
             report.lastTime = record.time
-            if let head, head.seq == record.seq, head.hash != expectedPrev {
+            if let notice = Self.notice(record) { report.notices.append(notice) }
+            if let head, head.seq == record.seq, head.hash != position.prev {
                 report.problem = Problem(line: lineNumber, seq: record.seq, reason: "differs from the record audit.head anchored (the record was replaced)")
                 return report
             }
         }
+        report.end = position
 
         guard checkHead else { return report }
         if let headProblem {
@@ -160,15 +214,31 @@ public struct AuditLogVerifier: @unchecked Sendable {
                     line: lineNumber + 1, seq: report.lastSeq + 1,
                     reason: "missing: the log ends at seq \(report.lastSeq) but audit.head records that it reached seq \(head.seq) (records were deleted from the end)")
             }
-        } else if report.records > 0 {
+        } else if report.lastSeq > 0 {
             report.problem = Problem(line: lineNumber + 1, seq: nil, reason: "audit.head is missing: records deleted from the end of the log could not be detected (it was deleted)")
         }
+        if report.problem != nil { report.end = nil }
         return report
+    }
+
+    /// What an intact record says that a reader should see.
+    private static func notice(_ record: AuditRecord) -> String? {
+        switch record.event {
+        case "log-reset":
+            let previous = record.fields["previousLog"]?.stringValue.map { "; the earlier log is \($0)" } ?? ""
+            return "seq \(record.seq) (\(record.time)): a new chain was started: \(record.fields["reason"]?.stringValue ?? "no reason recorded")\(previous)"
+        case "unclean-shutdown":
+            var last = "?"
+            if case .number(let number)? = record.fields["lastSeq"], let seq = number.uint64Value { last = "\(seq)" }
+            return "seq \(record.seq) (\(record.time)): the run before ended without stopping (its last record is seq \(last)); records written after its last anchor may be missing"
+        default:
+            return nil
+        }
     }
 
     /// Looks further down the file for a record with `seq`, to tell a
     /// reordering from a deletion. Returns its line number.
-    private func locate(seq: UInt64, reader: inout LineReader, after lineNumber: Int) throws(AuditLogIOError) -> Int? {
+    private func locate(seq: UInt64, reader: inout LineReader, after lineNumber: Int) throws(SystemError) -> Int? {
         var number = lineNumber
         while let item = try reader.next() {
             number += 1

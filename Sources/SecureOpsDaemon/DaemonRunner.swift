@@ -31,11 +31,16 @@ public enum DaemonRunner {
             logger.critical("cannot start: \(EngineError.socketInUse(path: options.socketPath))")
             return 1
         }
+        let daemonUID = geteuid()
+        let state: StateDirectory.Opened
         do {
-            try SecureFile.ensureDirectory(options.stateDirectory, mode: 0o700)
+            state = try StateDirectory.open(options.stateDirectory, owner: daemonUID)
         } catch {
-            logger.critical("cannot prepare the state directory: \(error)")
+            logger.critical("cannot start: \(error)")
             return 1
+        }
+        if let mode = state.tightenedFrom {
+            logger.notice("state directory \(options.stateDirectory) had mode 0\(String(mode, radix: 8)); set to 0700")
         }
         let policy: Policy
         if let path = options.policyPath {
@@ -55,14 +60,22 @@ public enum DaemonRunner {
         let auditLog: AuditLog
         do {
             let reportLogger = logger
-            auditLog = try AuditLog.open(directory: options.stateDirectory) { message in reportLogger.error("\(message)") }
+            auditLog = try AuditLog.open(directory: state.directory, owner: daemonUID) { message in reportLogger.error("\(message)") }
         } catch {
             logger.critical("cannot start: \(error)")
             return 1
         }
         logAuditLogNotes(auditLog, logger: logger)
+        let killSwitch: KillSwitch
+        do {
+            killSwitch = try KillSwitch(directory: state.directory, owner: daemonUID) { message in logger.error("\(message)") }
+        } catch {
+            logger.critical("cannot start: \(error)")
+            auditLog.close(finalEvent: "start-failed", fields: ["pid": .number(JSONNumber(Int(getpid()))), "error": .string(AuditText.clip("\(error)"))])
+            return 1
+        }
 
-        let services = DaemonServices(options: options, policy: policy, logger: logger, auditLog: auditLog)
+        let services = DaemonServices(options: options, policy: policy, logger: logger, auditLog: auditLog, killSwitch: killSwitch)
         // Recorded before the first connection is accepted, so every record
         // about a request comes after the start it belongs to.
         let kill = services.killSwitch.current
@@ -118,11 +131,18 @@ public enum DaemonRunner {
     private static func logAuditLogNotes(_ log: AuditLog, logger: Logger) {
         let notes = log.notes
         if notes.createdKey { logger.notice("created audit log key \(log.keyPath) (mode 0600)") }
-        if let aside = notes.movedAside {
-            logger.error("audit log could not be continued (\(aside.reason)); moved it to \(aside.path) and started a new chain; inspect it with 'secureops verify-log --log \(aside.path) --state-dir \(log.directory)'")
+        if let reset = notes.reset {
+            if let previous = reset.previousLog {
+                logger.error("audit log could not be continued (\(reset.reason)); moved it to \(previous) and started a new chain; inspect it with 'secureops verify-log --log \(previous) --state-dir \(log.directory.path)'")
+            } else {
+                logger.error("audit log was tampered with: \(reset.reason); started a new chain and recorded why (log-reset)")
+            }
+        }
+        if let unclean = notes.uncleanEnd {
+            logger.warning("the previous run did not stop cleanly (its last record is seq \(unclean.lastSeq), \(unclean.lastEvent); audit.head anchors seq \(unclean.anchoredSeq)); recorded as unclean-shutdown")
         }
         for (path, mode) in notes.loosePermissions {
-            logger.warning("\(path) has mode 0\(String(mode, radix: 8)): others may read or change it; 'secureops audit --fix' or 'chmod 0600 \(path)' repairs it (recorded in the audit log)")
+            logger.warning("\(path) has mode 0\(String(mode, radix: 8)): others may read it; 'secureops audit --fix' or 'chmod 0600 \(path)' repairs it (recorded in the audit log)")
         }
     }
 }

@@ -10,29 +10,28 @@ public final class DaemonServices: Sendable {
     public let options: DaemonOptions
     public let logger: Logger
     public let killSwitch: KillSwitch
+    let onKill: OnKillRunner
     public let trail: AuditTrail
     public let daemonUID: UInt32
     public let startedAt: UInt64
     public let version = "0.1.0"
-    /// The policy in force and its generation (bumped on every applied
-    /// reload, so handlers know to recompute cached grants). One lock, so
-    /// nobody sees a new policy with an old generation or the reverse.
-    private let policyState: Locked<(policy: Policy, generation: Int)>
+    private let policyInForce: PolicyInForce
     /// Serializes reloads (SIGHUP and requests may race); held across the
     /// file read on a Dispatch worker, never on the loop thread.
     private let reloadLock = Locked<Void>(())
     private let engineHandle = Locked<Engine<SecureOpsHandler>?>(nil)
 
-    init(options: DaemonOptions, policy: Policy, logger: Logger, auditLog: AuditLog) {
+    init(options: DaemonOptions, policy: Policy, logger: Logger, auditLog: AuditLog, killSwitch: KillSwitch) {
         self.options = options
         self.logger = logger
-        daemonUID = getuid()
+        daemonUID = geteuid()
         startedAt = Self.monotonicNanoseconds()
-        policyState = Locked((policy, 0))
-        trail = AuditTrail(log: auditLog)
-        killSwitch = KillSwitch(stateDirectory: options.stateDirectory) { message in
-            logger.error("\(message)")
-        }
+        let policyInForce = PolicyInForce(policy)
+        self.policyInForce = policyInForce
+        let trail = AuditTrail(log: auditLog)
+        self.trail = trail
+        self.killSwitch = killSwitch
+        onKill = OnKillRunner(policy: { policyInForce.policy }, daemonUID: daemonUID, logger: logger, trail: trail)
     }
 
     func attach(_ engine: Engine<SecureOpsHandler>) {
@@ -44,12 +43,12 @@ public final class DaemonServices: Sendable {
     }
 
     public var policy: Policy {
-        policyState.withLock { $0.policy }
+        policyInForce.policy
     }
 
     /// The policy with its generation, read together.
     var policyAndGeneration: (policy: Policy, generation: Int) {
-        policyState.withLock { $0 }
+        policyInForce.withGeneration
     }
 
     /// Re-reads the policy file and swaps it in atomically; on any error the
@@ -71,7 +70,7 @@ public final class DaemonServices: Sendable {
                 trail.policyRejected(trigger: trigger, kept: previous, error: error.description)
                 throw error
             }
-            policyState.withLock { $0 = (fresh, $0.generation + 1) }
+            policyInForce.replace(with: fresh)
             engine?.updateLimits(engineLimits(for: fresh))
             // Connections the new policy no longer admits are closed now,
             // subscribers included, not at their next request.

@@ -1,4 +1,5 @@
 import CURing
+import SecureOpsSystem
 import Glibc
 import SecureOpsEngine
 
@@ -68,11 +69,8 @@ enum UnixSocket {
     /// The pid of the process serving `fd`'s peer (SO_PEERCRED), so the tool
     /// can read the server's memory and CPU from /proc whoever started it.
     static func peerPID(_ fd: Int32) -> Int32? {
-        var pid: pid_t = 0
-        var uid: uid_t = 0
-        var gid: gid_t = 0
-        guard cu_peer_credentials(fd, &pid, &uid, &gid) == 0, pid > 0 else { return nil }
-        return pid
+        guard case .success(let server) = PeerCred.of(socket: fd), server.pid > 0 else { return nil }
+        return server.pid
     }
 }
 

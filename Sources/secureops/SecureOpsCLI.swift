@@ -3,6 +3,7 @@ import Glibc
 import SecureOpsAuditLog
 import SecureOpsClient
 import SecureOpsEngine
+import SecureOpsSystem
 
 @main
 struct SecureOpsCLI: ParsableCommand {
@@ -265,18 +266,27 @@ struct VerifyLog: ParsableCommand {
     var json = false
 
     func run() throws {
+        let directory: OpenedDirectory
+        do {
+            directory = try OpenedDirectory.open(stateDir)
+        } catch {
+            fail("verify-log: cannot open the state directory: \(error)", status: 2)
+        }
         let verifier: AuditLogVerifier
         do {
-            verifier = try AuditLogVerifier.forStateDirectory(stateDir)
+            verifier = try AuditLogVerifier.forStateDirectory(directory)
         } catch {
             fail("verify-log: cannot read the key: \(error)", status: 2)
         }
-        let logPath = log ?? stateDir + "/" + AuditLogFormat.logFileName
         let report: AuditLogVerifier.Report
         do {
-            report = try verifier.verify(logPath: logPath, headPath: log == nil ? stateDir + "/" + AuditLogFormat.headFileName : nil)
+            if let log {
+                report = try verifier.verify(logPath: log)
+            } else {
+                report = try verifier.verify(stateDirectory: directory)
+            }
         } catch {
-            fail("verify-log: \(error.code == ENOENT ? "no audit log at \(logPath)" : "\(error)")", status: 2)
+            fail("verify-log: \(error)", status: 2)
         }
         if json {
             print(verifyLogJSON(report))

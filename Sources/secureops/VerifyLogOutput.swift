@@ -10,6 +10,7 @@ func verifyLogText(_ report: AuditLogVerifier.Report) -> String {
             line += " (seq 1–\(report.lastSeq), \(report.firstTime ?? "?") to \(report.lastTime ?? "?"))"
         }
         if let head = report.headSeq { line += "; end anchored by audit.head at seq \(head)" }
+        for notice in report.notices { line += "\nnote: \(sanitized(notice))" }
         return line
     }
     return """
@@ -46,6 +47,10 @@ func verifyLogJSON(_ report: AuditLogVerifier.Report) -> String {
     } else {
         writer.null()
     }
+    writer.key("notices")
+    writer.beginArray()
+    for notice in report.notices { writer.string(notice) }
+    writer.endArray()
     writer.endObject()
     return String(decoding: writer.bytes, as: UTF8.self)
 }

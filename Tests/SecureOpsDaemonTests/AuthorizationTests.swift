@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SecureOpsClient
+import SecureOpsDaemon
 import SecureOpsEngine
 
 /// Peer authorization from SO_PEERCRED with a real second uid (65534,
@@ -32,8 +33,8 @@ struct AuthorizationTests {
     }
 
     @Test func peerCredIsAuthorizedOnlyForRootAndTheDaemonUID() {
-        #expect(PeerCred(pid: 1, uid: 0, gid: 0).isAuthorized(daemonUID: 1000))
-        #expect(PeerCred(pid: 1, uid: 1000, gid: 1000).isAuthorized(daemonUID: 1000))
-        #expect(!PeerCred(pid: 1, uid: 65534, gid: 65534).isAuthorized(daemonUID: 1000))
+        #expect(PeerCred(pid: 1, uid: 0, gid: 0).isPrivileged(daemonUID: 1000))
+        #expect(PeerCred(pid: 1, uid: 1000, gid: 1000).isPrivileged(daemonUID: 1000))
+        #expect(!PeerCred(pid: 1, uid: 65534, gid: 65534).isPrivileged(daemonUID: 1000))
     }
 }

@@ -108,22 +108,32 @@ struct ControlPlaneAuditTests {
 
     @Test func theOnKillCheckFailsForACommandOthersCanChange() throws {
         let directory = try makeTemporaryDirectory("secureops-test")
-        let program = directory + "/stop-agent"
+        let bin = directory + "/bin"
+        mkdir(bin, 0o755)
+        let program = bin + "/stop-agent"
         try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
-        chmod(program, 0o777)
+        chmod(program, 0o755)
         let daemon = try DaemonProcess(
             policy: #"{"version": 2, "grants": [], "onKill": {"command": ["\#(program)"], "timeoutSecs": 5}}"#, directory: directory)
         let connection = try daemon.connect()
-        let open = try check(try connection.audit(), "onkill-command")
-        #expect(open.status == .fail)
-        #expect(open.detail.contains("is writable by group or others (0777): anyone could change what kill runs"))
-        chmod(program, 0o755)
         let tight = try check(try connection.audit(), "onkill-command")
         #expect(tight.status == .pass, "\(tight.detail)")
+
+        chmod(program, 0o777)
+        let open = try check(try connection.audit(), "onkill-command")
+        #expect(open.status == .fail)
+        #expect(open.detail == "\(program) is writable by group or others (mode 0777), who could change it; run 'chmod go-w \(program)': kill will refuse to run it", "got \(open.detail)")
+        chmod(program, 0o755)
+        // A directory above it that another user owns: they could swap it.
+        chown(bin, 65534, 65534)
+        let swappable = try check(try connection.audit(), "onkill-command")
+        #expect(swappable.status == .fail)
+        #expect(swappable.detail.contains("\(program): \(bin) is owned by uid 65534, who could replace what lies beneath it"), "got \(swappable.detail)")
+        chown(bin, 0, 0)
         unlink(program)
         let missing = try check(try connection.audit(), "onkill-command")
         #expect(missing.status == .fail)
-        #expect(missing.detail.contains("is not executable: No such file or directory; kill would not stop anything"))
+        #expect(missing.detail.contains("\(program) does not exist: kill will refuse to run it"), "got \(missing.detail)")
     }
 
     @Test func theDescriptorCheckWarnsWhenGrantedUsersHaveNoPerUidCap() throws {

@@ -140,7 +140,7 @@ struct ControlPlaneAuthorizationTests {
         try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"uid": 65534, "allow": ["*"]}"#))
         chmod(daemon.policyPath, 0o666)
         let error = #expect(throws: IpcError.self) { _ = try daemon.connect().reloadPolicy() }
-        #expect(error.map(String.init(describing:))?.contains("is writable by group or others (mode 0666); run 'chmod go-w \(daemon.policyPath)'") == true, "got \(String(describing: error))")
+        #expect(error.map(String.init(describing:))?.contains("is writable by group or others (mode 0666), who could change it; run 'chmod go-w \(daemon.policyPath)'") == true, "got \(String(describing: error))")
         #expect(try daemon.connect().status().policyVersion == 2)
     }
 

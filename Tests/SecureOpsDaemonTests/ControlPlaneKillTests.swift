@@ -147,4 +147,91 @@ struct ControlPlaneKillTests {
         let (status, _) = try verifyLog(daemon.stateDirectory)
         #expect(status == 0)
     }
+
+    // MARK: - Who can change what kill runs
+
+    /// A root-owned program in a directory another user owns: that user
+    /// could swap it, so the policy is refused at start (and at reload).
+    @Test func aPolicyWhoseOnKillProgramAnotherUserCouldSwapIsRefused() throws {
+        let directory = try makeTemporaryDirectory("secureops-test")
+        let bin = directory + "/bin"
+        mkdir(bin, 0o755)
+        let program = bin + "/stop-agent"
+        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
+        chmod(program, 0o755)
+        chown(bin, 65534, 65534)
+        let policy = directory + "/policy.json"
+        try #"{"version": 2, "grants": [], "onKill": {"command": ["\#(program)"]}}"#.write(toFile: policy, atomically: false, encoding: .utf8)
+        let (status, output) = try runDaemon(["--socket", directory + "/s.sock", "--state-dir", directory + "/state", "--policy", policy])
+        #expect(status != 0)
+        #expect(output.contains("policy \(policy): onKill.command[0]: \(program): \(bin) is owned by uid 65534, who could replace what lies beneath it"), "got \(output)")
+    }
+
+    /// The program is checked again right before it runs, and the checked
+    /// descriptor is what runs: after its directory changed hands and the
+    /// new owner replaced the program, kill refuses to run it.
+    @Test func anOnKillProgramSwappedAfterTheReloadIsNotRun() throws {
+        let scratch = try makeTemporaryDirectory("secureops-test-swap")
+        chmod(scratch, 0o755)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let marker = scratch + "/attacker-ran"
+        let bin = scratch + "/bin"
+        mkdir(bin, 0o755)
+        let program = bin + "/stop-agent"
+        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
+        chmod(program, 0o755)
+        let daemon = try DaemonProcess(policy: #"{"version": 2, "grants": [], "onKill": {"command": ["\#(program)"], "timeoutSecs": 5}}"#)
+        // An administrator's mistake: the directory is given to another user,
+        // who swaps the program for their own script.
+        chown(bin, 65534, 65534)
+        let (swapped, swapOutput) = try run("/usr/bin/setpriv", SecondUser.setpriv() + [
+            "/bin/sh", "-c", "rm -f \(program) && printf '#!/bin/sh\\ntouch \(marker)\\n' > \(program) && chmod 755 \(program)",
+        ])
+        #expect(swapped == 0, "\(swapOutput)")
+        _ = try daemon.connect().kill(reason: "swap test")
+        let finished = try waitForAuditRecord(daemon.stateDirectory, event: "onkill-finished")
+        #expect(finished.first?.string("outcome")?.hasPrefix("could not start: refused: \(program): \(bin) is owned by uid 65534") == true, "got \(String(describing: finished.first))")
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        #expect(daemon.log.contains("onKill command failed"))
+    }
+
+    /// Kills arriving while onKill runs do not start runs of their own: they
+    /// are folded into one more run after it, on the runner's own thread.
+    @Test func killsDuringAnOnKillRunAreCoalescedIntoOneMoreRun() throws {
+        let scratch = try makeTemporaryDirectory("secureops-test-coalesce")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let runs = scratch + "/runs"
+        let (daemon, _) = try daemonWithOnKill("#!/bin/sh\necho run >> \(runs)\nsleep 1\n", timeoutSecs: 10)
+        let connection = try daemon.connect()
+        for index in 0..<10 { try connection.send(.kill(reason: "burst \(index)")) }
+        for _ in 0..<10 {
+            guard case .ok = try connection.reply(timeout: 10) else { throw TestFailure("a kill was not answered") }
+        }
+        try waitUntil(timeout: 20, "two onKill runs") { try auditFields(daemon.stateDirectory, event: "onkill-finished").count >= 2 }
+        let finished = try auditFields(daemon.stateDirectory, event: "onkill-finished")
+        #expect(finished.count == 2, "\(finished)")
+        // Every kill is accounted for: one started the first run, the rest
+        // were folded into the second.
+        #expect(finished.compactMap { $0.int("coalescedKills") } == [0, 9], "\(finished)")
+        #expect(try String(contentsOfFile: runs, encoding: .utf8).split(separator: "\n").count == 2)
+        #expect(try auditFields(daemon.stateDirectory, event: "kill").count == 10)
+    }
+
+    /// The switch keeps the first trip: a later kill cannot rewrite why or
+    /// by whom it was tripped; it is recorded and broadcast as a repeat.
+    @Test func laterKillsKeepTheFirstTripAndAreRecordedAsRepeats() throws {
+        let daemon = try DaemonProcess()
+        let connection = try daemon.connect()
+        _ = try connection.kill(reason: "the real reason")
+        guard case .ok(let again) = try connection.request(.kill(reason: "cover story")) else { throw TestFailure("second kill failed") }
+        #expect(again["alreadyTripped"] == .bool(true))
+        #expect(try connection.status().killReason == "the real reason")
+        let state = try String(contentsOfFile: daemon.stateDirectory + "/kill-switch.json", encoding: .utf8)
+        #expect(state.contains("the real reason") && !state.contains("cover story"))
+        let kills = try auditFields(daemon.stateDirectory, event: "kill")
+        #expect(kills.map { $0.string("reason") } == ["the real reason", "cover story"])
+        #expect(kills.map { $0["alreadyTripped"] } == [.bool(false), .bool(true)])
+        let alerts = try connection.alerts()
+        #expect(alerts.map(\.message) == ["kill switch tripped: the real reason", "kill requested again (switch already tripped): cover story"])
+    }
 }

@@ -59,13 +59,24 @@ struct PolicyTests {
         return try makeTemporaryDirectory("secureops-policy")
     }
 
+    /// Writes the example to `directory/policy.json`, its onKill program
+    /// being a script in `directory` (loading checks the program exists
+    /// and only root may change it).
+    func writeExample(in directory: String) throws -> String {
+        let program = directory + "/stop-agent"
+        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
+        chmod(program, 0o755)
+        let path = directory + "/policy.json"
+        try Self.example.replacingOccurrences(of: "/usr/local/bin/stop-agent", with: program).write(toFile: path, atomically: false, encoding: .utf8)
+        return path
+    }
+
     @Test func aFileWritableByGroupOrOthersIsRefused() throws {
         let directory = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/policy.json"
-        try Self.example.write(toFile: path, atomically: false, encoding: .utf8)
+        let path = try writeExample(in: directory)
         chmod(path, 0o664)
-        #expect(throws: PolicyLoader.Failure(path: path, reason: "is writable by group or others (mode 0664); run 'chmod go-w \(path)'")) {
+        #expect(throws: PolicyLoader.Failure(path: path, reason: "is writable by group or others (mode 0664), who could change it; run 'chmod go-w \(path)'")) {
             try PolicyLoader.load(path: path)
         }
         chmod(path, 0o644)
@@ -79,7 +90,7 @@ struct PolicyTests {
         try Self.example.write(toFile: path, atomically: false, encoding: .utf8)
         chmod(path, 0o644)
         chown(path, 65534, 65534)
-        #expect(throws: PolicyLoader.Failure(path: path, reason: "is owned by uid 65534; it must be owned by root or the daemon's user (uid \(getuid()))")) {
+        #expect(throws: PolicyLoader.Failure(path: path, reason: "is owned by uid 65534, who could change it; it must be owned by root")) {
             try PolicyLoader.load(path: path)
         }
     }
@@ -90,7 +101,7 @@ struct PolicyTests {
         let path = directory + "/policy.json"
         try Self.example.write(toFile: directory + "/real.json", atomically: false, encoding: .utf8)
         symlink(directory + "/real.json", path)
-        #expect(throws: PolicyLoader.Failure(path: path, reason: "cannot open: is a symbolic link; point --policy at the real file")) {
+        #expect(throws: PolicyLoader.Failure(path: path, reason: "is a symbolic link to \(directory)/real.json; give the real path instead")) {
             try PolicyLoader.load(path: path)
         }
     }
@@ -98,11 +109,10 @@ struct PolicyTests {
     @Test func aFileInADirectoryOthersCanWriteIsRefused() throws {
         let directory = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        chmod(directory, 0o777)
-        let path = directory + "/policy.json"
-        try Self.example.write(toFile: path, atomically: false, encoding: .utf8)
+        let path = try writeExample(in: directory)
         chmod(path, 0o644)
-        #expect(throws: PolicyLoader.Failure(path: path, reason: "its directory \(directory) is writable by group or others (mode 0777), who could replace the file; run 'chmod go-w \(directory)'")) {
+        chmod(directory, 0o777)
+        #expect(throws: PolicyLoader.Failure(path: path, reason: "\(directory) is writable by group or others (mode 0777), who could replace what lies beneath it; run 'chmod go-w \(directory)'")) {
             try PolicyLoader.load(path: path)
         }
         // A sticky directory like /tmp protects files others do not own.
@@ -110,11 +120,29 @@ struct PolicyTests {
         #expect(try PolicyLoader.load(path: path).version == 2)
     }
 
+    /// Every directory above the file counts, not only its own: whoever
+    /// owns one could rename the whole subtree and put another file there.
+    @Test func aFileBelowADirectoryAnotherUserOwnsHigherUpIsRefused() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        chmod(directory, 0o755)
+        let theirs = directory + "/theirs"
+        let conf = theirs + "/conf"
+        mkdir(theirs, 0o755)
+        mkdir(conf, 0o755)
+        let path = try writeExample(in: conf)
+        chmod(path, 0o644)
+        #expect(try PolicyLoader.load(path: path).version == 2)
+        chown(theirs, 65534, 65534)
+        #expect(throws: PolicyLoader.Failure(path: path, reason: "\(theirs) is owned by uid 65534, who could replace what lies beneath it; it must be owned by root")) {
+            try PolicyLoader.load(path: path)
+        }
+    }
+
     @Test func checkPolicyPrintsWhatTheFileGrants() throws {
         let directory = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/policy.json"
-        try Self.example.write(toFile: path, atomically: false, encoding: .utf8)
+        let path = try writeExample(in: directory)
         chmod(path, 0o644)
         let (status, output) = try runDaemon(["check-policy", path])
         #expect(status == 0)

@@ -3,7 +3,7 @@
 // liburing's `static inline` helpers import into Swift unchanged. What does not
 // import is anything derived from an enum inside a macro (IOSQE_BUFFER_SELECT is
 // `1U << IOSQE_BUFFER_SELECT_BIT`), a few glibc structures that need _GNU_SOURCE
-// (struct ucred), and io_uring_setup_buf_ring, which liburing 2.3 (Debian 12)
+// and io_uring_setup_buf_ring, which liburing 2.3 (Debian 12)
 // does not have yet. Those live here as small functions and constants.
 #ifndef CURING_H
 #define CURING_H
@@ -109,14 +109,6 @@ static inline void cu_buf_ring_advance(struct io_uring_buf_ring *br, int count) 
 
 // MARK: - Kernel facts
 
-/// The peer's credentials as the kernel recorded them at connect() time.
-/// Returns 0, or -errno.
-int cu_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
-
-/// The peer's supplementary groups at connect() time (SO_PEERGROUPS, Linux
-/// 4.13+). Returns how many were stored (at most `capacity`), or -errno.
-int cu_peer_groups(int fd, gid_t *groups, int capacity);
-
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC): one pending connection, or -errno.
 int cu_accept(int fd);
 
@@ -126,8 +118,5 @@ int cu_probe_op(struct io_uring *ring, int op);
 
 /// A non-blocking, close-on-exec eventfd (the loop's wake-up), or -errno.
 int cu_eventfd(void);
-
-/// Names the calling thread (at most 15 bytes), as `top -H` shows it.
-void cu_set_thread_name(const char *name);
 
 #endif

@@ -2,6 +2,7 @@ import CURing
 import Glibc
 import SecureOpsAuditLog
 import SecureOpsEngine
+import SecureOpsSystem
 
 /// The checks `audit` runs, in report order. Each looks at one thing on
 /// this host, says what it found in a sentence, and with `fix` repairs what
@@ -16,57 +17,68 @@ enum AuditChecks {
         id: "socket-permissions", title: "Control socket mode and owner", severity: .high, deepOnly: false
     ) { env in
         let path = env.options.socketPath
-        guard let facts = FileFacts(path) else { throw AuditError("cannot stat \(path): \(String(cString: strerror(errno)))") }
+        let socket = try AuditedPath.open(path, daemonUID: env.daemonUID)
         let wanted = mode_t(env.options.socketMode)
         let wantedText = "0" + String(wanted, radix: 8)
-        if facts.uid != getuid() {
-            return .fail("\(path) is owned by uid \(facts.uid), not the daemon's uid \(getuid()): another process may have replaced the socket")
+        let facts = socket.status
+        if facts.kind != .socket {
+            return .fail("\(path) is \(facts.kind), not a socket: something replaced the daemon's socket")
         }
-        if facts.mode != wanted {
-            if env.fix, chmod(path, wanted) == 0 {
+        if facts.owner != env.daemonUID {
+            return .fail("\(path) is owned by uid \(facts.owner), not the daemon's uid \(env.daemonUID): another process may have replaced the socket")
+        }
+        if facts.permissions != wanted {
+            if env.fix, socket.setMode(wanted) {
                 return AuditOutcome(status: .pass, detail: "\(path) had mode \(facts.octal); reset to the configured \(wantedText)", fixed: true)
             }
-            if facts.mode & 0o002 != 0 && wanted & 0o002 == 0 {
+            if facts.permissions & 0o002 != 0 && wanted & 0o002 == 0 {
                 return .fail("\(path) is world-writable (\(facts.octal)) but configured \(wantedText): any local user can connect; run 'chmod \(wantedText) \(path)' or audit --fix")
             }
             return .warn("\(path) has mode \(facts.octal), configured \(wantedText); audit --fix resets it")
         }
-        if facts.mode & 0o002 != 0 {
+        if facts.permissions & 0o002 != 0 {
             return .warn("\(path) is world-connectable by configuration (--socket-mode \(wantedText)): the policy is the only gate, so every local user is refused or limited by it")
         }
-        return .pass("\(path) mode \(facts.octal), owner uid \(facts.uid)")
+        return .pass("\(path) mode \(facts.octal), owner uid \(facts.owner)")
     }
 
     static let socketDirectory = AuditCheck(
         id: "socket-directory", title: "Socket directory is private", severity: .high, deepOnly: false
     ) { env in
-        let directory = parentDirectory(of: env.options.socketPath)
-        guard let facts = FileFacts(directory) else { throw AuditError("cannot stat \(directory): \(String(cString: strerror(errno)))") }
-        if facts.uid != getuid() && facts.uid != 0 {
-            return .fail("\(directory) is owned by uid \(facts.uid): that user can replace the socket")
+        let path = parentDirectory(of: env.options.socketPath)
+        let directory = try AuditedPath.open(path, daemonUID: env.daemonUID)
+        let facts = directory.status
+        if facts.owner != env.daemonUID && facts.owner != 0 {
+            return .fail("\(path) is owned by uid \(facts.owner): that user can replace the socket")
         }
-        if facts.mode & 0o002 != 0 && facts.mode & 0o1000 == 0 {
+        if facts.isWritableByGroupOrOthers && !facts.isSticky {
             // Only our own directory is ours to repair.
-            if env.fix, facts.uid == getuid(), chmod(directory, facts.mode & ~0o022) == 0 {
-                return AuditOutcome(status: .pass, detail: "\(directory) was world-writable (\(facts.octal)); removed group/other write", fixed: true)
+            if env.fix, facts.owner == env.daemonUID, directory.setMode(facts.permissions & ~0o022) {
+                return AuditOutcome(status: .pass, detail: "\(path) was writable by group or others (\(facts.octal)); removed group/other write", fixed: true)
             }
-            return .fail("\(directory) is world-writable without the sticky bit (\(facts.octal)): anyone can replace the socket")
+            return .fail("\(path) is writable by group or others without the sticky bit (\(facts.octal)): they can replace the socket")
         }
-        if facts.mode & 0o002 != 0 {
-            return .warn("\(directory) is a shared sticky directory (\(facts.octal)); a private directory (0750) is safer")
+        if facts.isWritableByGroupOrOthers {
+            return .warn("\(path) is a shared sticky directory (\(facts.octal)); a private directory (0750) is safer")
         }
-        return .pass("\(directory) mode \(facts.octal), owner uid \(facts.uid)")
+        return .pass("\(path) mode \(facts.octal), owner uid \(facts.owner)")
     }
 
+    /// The directory the daemon holds open: still the one at the path,
+    /// still ours and private.
     static let stateDirectory = AuditCheck(
         id: "state-directory", title: "State directory is private", severity: .high, deepOnly: false
     ) { env in
         let path = env.options.stateDirectory
-        guard let facts = FileFacts(path) else { throw AuditError("cannot stat \(path): \(String(cString: strerror(errno)))") }
-        if facts.isSymlink { return .fail("\(path) is a symbolic link; use a real directory") }
-        if facts.uid != getuid() { return .fail("\(path) is owned by uid \(facts.uid), not the daemon's uid \(getuid())") }
-        if facts.mode & 0o077 != 0 {
-            if env.fix, chmod(path, 0o700) == 0 {
+        let held = env.services.trail.log.directory
+        let named = try AuditedPath.open(path, daemonUID: env.daemonUID)
+        let facts = try held.currentStatus()
+        if !named.status.isSameFile(as: facts) {
+            return .fail("\(path) is no longer the directory the daemon uses: it was renamed or replaced while the daemon runs")
+        }
+        if facts.owner != env.daemonUID { return .fail("\(path) is owned by uid \(facts.owner), not the daemon's uid \(env.daemonUID)") }
+        if facts.permissions & 0o077 != 0 {
+            if env.fix, (try? held.descriptor.setMode(0o700, path: path)) != nil {
                 return AuditOutcome(status: .pass, detail: "\(path) had mode \(facts.octal); reset to 0700", fixed: true)
             }
             return .fail("\(path) has mode \(facts.octal): others can read the kill state and audit log; run 'chmod 0700 \(path)' or audit --fix")
@@ -82,26 +94,23 @@ enum AuditChecks {
         let log = env.services.trail.log
         var problems: [String] = []
         var repaired: [String] = []
-        for path in [log.keyPath, log.logPath, log.headPath] {
-            guard let facts = FileFacts(path) else {
+        for name in [AuditLogFormat.keyFileName, AuditLogFormat.logFileName, AuditLogFormat.headFileName] {
+            let path = log.directory.pathOf(name)
+            let opened: (FileDescriptor, FileStatus)
+            do throws(StateFileProblem) {
+                opened = try StateFile.open(name, in: log.directory, flags: O_RDONLY, owner: env.daemonUID)
+            } catch {
                 // The head appears with the first durable record; the others must exist.
-                if path == log.headPath && errno == ENOENT { continue }
-                problems.append("\(path) is missing (\(String(cString: strerror(errno))))")
+                if name == AuditLogFormat.headFileName && error.code == ENOENT { continue }
+                problems.append(error.code == ENOENT ? "\(path) is missing" : "\(error)")
                 continue
             }
-            if facts.isSymlink || !facts.isRegular {
-                problems.append("\(path) is not a regular file")
-                continue
-            }
-            if facts.uid != getuid() {
-                problems.append("\(path) is owned by uid \(facts.uid), not the daemon's uid \(getuid())")
-                continue
-            }
-            if facts.mode & 0o077 != 0 {
-                if env.fix, chmod(path, 0o600) == 0 {
+            let (file, facts) = opened
+            if facts.permissions & 0o077 != 0 {
+                if env.fix, (try? file.setMode(0o600, path: path)) != nil {
                     repaired.append("\(path) \(facts.octal) → 0600")
                 } else {
-                    let why = path == log.keyPath ? "others can read the key and forge records; rotate it after fixing" : "others can read or change it"
+                    let why = name == AuditLogFormat.keyFileName ? "others can read the key and forge records; rotate it after fixing" : "others can read it"
                     problems.append("\(path) has mode \(facts.octal): \(why); run 'chmod 0600 \(path)' or audit --fix")
                 }
             }
@@ -110,11 +119,12 @@ enum AuditChecks {
         if !repaired.isEmpty {
             return AuditOutcome(status: .pass, detail: "reset to 0600: " + repaired.joined(separator: ", "), fixed: true)
         }
-        return .pass("\(log.keyPath), \(log.logPath) and \(AuditLogFormat.headFileName) are 0600, owned by uid \(getuid())")
+        return .pass("\(log.keyPath), \(log.logPath) and \(AuditLogFormat.headFileName) are 0600, owned by uid \(env.daemonUID)")
     }
 
     /// Writer health and the tail of the live log; `deep` verifies every
-    /// record's MAC and link (reads the whole file).
+    /// record's MAC and link (the whole file at most every five minutes,
+    /// what was written since the last verification otherwise).
     static let auditLogChain = AuditCheck(
         id: "audit-log-chain", title: "Audit log chain integrity", severity: .critical, deepOnly: false
     ) { env in
@@ -132,11 +142,17 @@ enum AuditChecks {
         }
         var summary = "tail verifies, \(health.records) records written"
         if env.deep {
-            let report = try log.verifyAll()
+            let verification = try log.verifyChain()
+            let report = verification.report
             if let problem = report.problem {
                 return .fail("\(log.logPath) \(problem)")
             }
-            summary = "all \(report.records) records verify (MACs, sequence, chain, head at seq \(report.headSeq.map(String.init) ?? "none"))"
+            let head = "head at seq \(report.headSeq.map(String.init) ?? "none")"
+            if let resumed = verification.resumedAt {
+                summary = "records from seq \(resumed.seq) on verify (MACs, sequence, chain, \(head)); the \(report.records) records before were verified in full at \(resumed.fullVerificationAt) (whole file at most every \(Int(AuditLog.fullVerificationInterval.components.seconds / 60)) minutes; 'secureops verify-log' checks it all)"
+            } else {
+                summary = "all \(report.records) records verify (MACs, sequence, chain, \(head))"
+            }
         }
         if !notes.isEmpty { return .warn(summary + "; " + notes.joined(separator: "; ")) }
         return .pass(summary + (env.deep ? "" : "; audit --deep verifies the whole chain"))
@@ -146,22 +162,19 @@ enum AuditChecks {
         id: "policy-file", title: "Policy file ownership and mode", severity: .high, deepOnly: false
     ) { env in
         guard let path = env.options.policyPath else {
-            return .pass("no policy file: only root and the daemon's user (uid \(getuid())) may connect")
+            return .pass("no policy file: only root and the daemon's user (uid \(env.daemonUID)) may connect")
         }
-        guard let facts = FileFacts(path) else { throw AuditError("cannot stat \(path): \(String(cString: strerror(errno)))") }
-        if facts.isSymlink { return .fail("\(path) is a symbolic link; the daemon refuses to load it") }
-        if facts.uid != 0 && facts.uid != getuid() { return .fail("\(path) is owned by uid \(facts.uid); only root or the daemon's user may own it") }
-        if facts.mode & 0o022 != 0 {
-            if env.fix, chmod(path, facts.mode & ~0o022) == 0 {
+        let file = try AuditedPath.open(path, daemonUID: env.daemonUID)
+        let facts = file.status
+        if facts.kind == .symbolicLink { return .fail("\(path) is a symbolic link; the daemon refuses to load it") }
+        if facts.owner != 0 && facts.owner != env.daemonUID { return .fail("\(path) is owned by uid \(facts.owner); only root or the daemon's user may own it") }
+        if facts.isWritableByGroupOrOthers {
+            if env.fix, file.setMode(facts.permissions & ~0o022) {
                 return AuditOutcome(status: .pass, detail: "\(path) was writable by group/others (\(facts.octal)); removed those bits", fixed: true)
             }
             return .fail("\(path) is writable by group or others (\(facts.octal)); the next reload will refuse it; run 'chmod go-w \(path)' or audit --fix")
         }
-        let directory = parentDirectory(of: path)
-        if let problem = PolicyLoader.directoryProblem(directory, daemonUID: getuid()) {
-            return .fail("\(path): \(problem)")
-        }
-        return .pass("\(path) mode \(facts.octal), owner uid \(facts.uid), policy version \(env.services.policy.version)")
+        return .pass("\(path) mode \(facts.octal), owner uid \(facts.owner), policy version \(env.services.policy.version)")
     }
 
     /// The descriptor limit against what the daemon promises: enough room
@@ -242,49 +255,34 @@ enum AuditChecks {
         return .pass("not tripped")
     }
 
-    /// What `kill` will run: present, executable, and changeable only by
-    /// root or the daemon's user (the file and every directory above it).
+    /// What `kill` will run, checked exactly as the daemon checks it at
+    /// load and before each run (`OnKillProgram`): the file and every
+    /// directory above it changeable only by root or the daemon's user.
     static let onKillCommand = AuditCheck(
-        id: "onkill-command", title: "onKill command exists and is executable", severity: .high, deepOnly: false
+        id: "onkill-command", title: "onKill command exists and only root or the daemon's user can change it", severity: .high, deepOnly: false
     ) { env in
         guard let command = env.services.policy.onKill else {
             return .skipped("no onKill command configured")
         }
         let program = command.command[0]
-        guard access(program, X_OK) == 0 else {
-            return .fail("\(program) is not executable: \(String(cString: strerror(errno))); kill would not stop anything")
+        do {
+            let checked = try OnKillProgram.open(program, daemonUID: env.daemonUID)
+            return .pass("\(program) is executable, owned by uid \(checked.status.owner), and only root or the daemon's user can change it or the directories above it (timeout \(command.timeoutSecs) s)")
+        } catch {
+            return .fail("\(error): kill will refuse to run it")
         }
-        var info = stat()
-        guard stat(program, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-            return .fail("\(program) is not a regular file")
-        }
-        if info.st_uid != 0 && info.st_uid != getuid() {
-            return .fail("\(program) is owned by uid \(info.st_uid): that user decides what kill runs")
-        }
-        if info.st_mode & 0o022 != 0 {
-            return .fail("\(program) is writable by group or others (0\(String(info.st_mode & 0o7777, radix: 8))): anyone could change what kill runs")
-        }
-        var directory = parentDirectory(of: program)
-        while true {
-            if let facts = FileFacts(directory), facts.mode & 0o002 != 0 && facts.mode & 0o1000 == 0 {
-                return .fail("\(directory) (above \(program)) is world-writable: anyone could replace what kill runs")
-            }
-            if directory == "/" { break }
-            directory = parentDirectory(of: directory)
-        }
-        return .pass("\(program) is executable, owned by uid \(info.st_uid) (timeout \(command.timeoutSecs) s)")
     }
 
     // MARK: - Helpers
 
     static func readFirstLine(_ path: String) -> String? {
-        guard let bytes = try? SecureFile.read(path, limit: 256) else { return nil }
+        guard let bytes = FileDescriptor.readSmallFile(path, limit: 256) else { return nil }
         return String(decoding: bytes.prefix { $0 != 0x0A }, as: UTF8.self)
     }
 
     /// A field of /proc/self/status, e.g. `CapEff`.
     static func readStatusField(_ name: String) -> String? {
-        guard let bytes = try? SecureFile.read("/proc/self/status", limit: 16 << 10) else { return nil }
+        guard let bytes = FileDescriptor.readSmallFile("/proc/self/status", limit: 16 << 10) else { return nil }
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + ":") {
             return line.dropFirst(name.count + 1).trimmingPrefix(while: { $0 == " " || $0 == "\t" }).description
         }
@@ -300,17 +298,8 @@ enum AuditChecks {
     }
 
     /// Files `audit.log.broken-*` in the state directory.
-    static func movedAsideLogs(in directory: String) -> [String] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name.hasPrefix(AuditLogFormat.brokenPrefix) { names.append(name) }
-        }
-        return names.sorted()
+    static func movedAsideLogs(in directory: OpenedDirectory) -> [String] {
+        directory.names().filter { $0.hasPrefix(AuditLogFormat.brokenPrefix) }.sorted()
     }
 
     /// Creates a small ring and asks the kernel which of the engine's

@@ -1,5 +1,6 @@
 import Glibc
 import SecureOpsEngine
+import SecureOpsSystem
 
 /// Runs the audit checks on the Dispatch pool. A check that throws becomes
 /// `error`; the run never aborts.
@@ -45,6 +46,7 @@ struct AuditEnvironment {
     let fix: Bool
     let deep: Bool
     var options: DaemonOptions { services.options }
+    var daemonUID: UInt32 { services.daemonUID }
 }
 
 struct AuditOutcome {
@@ -72,25 +74,36 @@ struct AuditError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// File metadata for checks, without following symlinks.
-struct FileFacts {
-    var mode: mode_t
-    var uid: uid_t
-    var gid: gid_t
-    var isSymlink: Bool
-    var isRegular: Bool
+/// A file or directory an audit check looks at and may repair: its parent
+/// is opened through `TrustedPath` first, then the entry itself with
+/// `O_PATH | O_NOFOLLOW`, so a fix changes the very inode that was
+/// checked, never a path looked up again (which a symbolic link swapped in
+/// meanwhile could redirect).
+struct AuditedPath {
+    let path: String
+    let descriptor: FileDescriptor
+    let status: FileStatus
 
-    init?(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return nil }
-        mode = info.st_mode & 0o7777
-        uid = info.st_uid
-        gid = info.st_gid
-        isSymlink = (info.st_mode & S_IFMT) == S_IFLNK
-        isRegular = (info.st_mode & S_IFMT) == S_IFREG
+    static func open(_ path: String, daemonUID: UInt32) throws -> AuditedPath {
+        let parent: FileDescriptor
+        do {
+            parent = try TrustedPath.open(
+                parentDirectory(of: path), trust: .rootAnd(daemonUID), flags: SystemFlags.pathOnly | O_DIRECTORY, final: .traversable
+            ).descriptor
+        } catch {
+            throw AuditError("\(path): \(error)")
+        }
+        let name = String(path[path.index(after: path.lastIndex(of: "/") ?? path.startIndex)...])
+        let fd = openat(parent.raw, name.isEmpty ? "." : name, SystemFlags.pathOnly | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw AuditError("cannot stat \(path): \(String(cString: strerror(errno)))") }
+        let descriptor = FileDescriptor(adopting: fd)
+        return AuditedPath(path: path, descriptor: descriptor, status: try descriptor.status(path: path))
     }
 
-    var octal: String { "0" + String(mode, radix: 8) }
+    /// Sets the mode on the descriptor; false if that failed.
+    func setMode(_ mode: mode_t) -> Bool {
+        (try? descriptor.setMode(mode, path: path)) != nil
+    }
 }
 
 func parentDirectory(of path: String) -> String {

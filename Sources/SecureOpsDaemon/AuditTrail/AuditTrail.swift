@@ -109,18 +109,20 @@ public final class AuditTrail: Sendable {
     // MARK: - Control actions (Dispatch pool)
 
     @discardableResult
-    func killed(reason: String?, peer: PeerCred, alertSequence: UInt64, persisted: Bool) -> Bool {
+    func killed(reason: String?, peer: PeerCred, alertSequence: UInt64, persisted: Bool, alreadyTripped: Bool) -> Bool {
         log.recordDurably("kill", peerFields(peer) + [
             "reason": reason.map { .string(AuditText.clip($0)) } ?? .null,
             "alertSequence": .number(JSONNumber(alertSequence)), "persisted": .bool(persisted),
+            "alreadyTripped": .bool(alreadyTripped),
         ])
     }
 
-    func onKillFinished(command: [String], outcome: CommandRunner.Outcome, milliseconds: Int, timeoutSecs: Double) {
+    func onKillFinished(command: [String], outcome: CommandRunner.Outcome, milliseconds: Int, timeoutSecs: Double, coalescedKills: Int) {
         var fields: JSONObject = [
             "command": .array(command.map { .string(AuditText.clip($0, limit: 1024)) }),
-            "outcome": .string(outcome.description), "durationMs": .number(JSONNumber(milliseconds)),
+            "outcome": .string(AuditText.clip(outcome.description)), "durationMs": .number(JSONNumber(milliseconds)),
             "timeoutSecs": .number(JSONNumber(timeoutSecs) ?? JSONNumber(0)),
+            "coalescedKills": .number(JSONNumber(coalescedKills)),
         ]
         switch outcome {
         case .exited(let status): fields.members.append(.init(key: "exitStatus", value: .number(JSONNumber(Int(status)))))

@@ -46,7 +46,7 @@ public final class SecureOpsHandler: RequestHandler {
 
     private func allowedVerbs(_ connection: ConnectionInfo) -> VerbSet {
         let peer = connection.peer
-        if peer.isAuthorized(daemonUID: services.daemonUID) { return .all }
+        if peer.isPrivileged(daemonUID: services.daemonUID) { return .all }
         let (policy, generation) = services.policyAndGeneration
         if let cached = grants[connection.id], cached.generation == generation { return cached.verbs }
         let verbs = policy.allowedVerbs(for: peer, groups: connection.groups, daemonUID: services.daemonUID)
@@ -76,7 +76,7 @@ public final class SecureOpsHandler: RequestHandler {
     public func handle(_ request: IpcRequest, context: RequestContext) throws -> Reply {
         // Root and the daemon's uid: no policy lookup, no copy of the
         // connection's details on the way.
-        let verbs = context.peer.isAuthorized(daemonUID: services.daemonUID) ? VerbSet.all : allowedVerbs(context.connection)
+        let verbs = context.peer.isPrivileged(daemonUID: services.daemonUID) ? VerbSet.all : allowedVerbs(context.connection)
         guard verbs.contains(request.verb) else {
             let peer = context.connection.peer
             services.logger.notice("denied request", metadata: ["peer": "\(peer)", "verb": "\(request.verb.rawValue)"])
@@ -167,21 +167,24 @@ public final class SecureOpsHandler: RequestHandler {
         return .offload {
             let now = DaemonServices.realtimeMilliseconds()
             var persisted = true
+            var alreadyTripped = false
             do {
-                _ = try services.killSwitch.trip(reason: reason, peer: peer, timestampMilliseconds: now)
+                if case .alreadyTripped = try services.killSwitch.trip(reason: reason, peer: peer, timestampMilliseconds: now) {
+                    alreadyTripped = true
+                }
             } catch {
                 // The switch trips in memory even when the disk fails; the
                 // failure is reported, not allowed to block the kill.
                 persisted = false
                 services.logger.error("kill switch tripped but could not be persisted: \(error)")
             }
-            let sequence = services.broadcastKillAlert(reason: reason, peer: peer)
-            services.logger.critical("kill switch tripped", metadata: [
+            let sequence = services.broadcastKillAlert(reason: reason, peer: peer, alreadyTripped: alreadyTripped)
+            services.logger.critical(alreadyTripped ? "kill requested again (the switch stays tripped as first recorded)" : "kill switch tripped", metadata: [
                 "reason": "\(reason.map(Printable.escape) ?? "none")", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "alert": "\(sequence)",
             ])
             // On disk (fsync'd) before the caller hears "ok".
-            services.trail.killed(reason: reason, peer: peer, alertSequence: sequence, persisted: persisted)
-            services.runOnKillCommand(reason: reason, peer: peer)
+            services.trail.killed(reason: reason, peer: peer, alertSequence: sequence, persisted: persisted, alreadyTripped: alreadyTripped)
+            services.onKill.request(OnKillRunner.Request(reason: reason, peer: peer))
             return OffloadedReply.writing { writer in
                 writeOk(into: &writer) { writer in
                     writer.key("killed")
@@ -191,6 +194,10 @@ public final class SecureOpsHandler: RequestHandler {
                     if !persisted {
                         writer.key("persisted")
                         writer.bool(false)
+                    }
+                    if alreadyTripped {
+                        writer.key("alreadyTripped")
+                        writer.bool(true)
                     }
                 }
             }
@@ -237,16 +244,18 @@ func writeOk(into writer: inout JSONWriter, _ body: (inout JSONWriter) -> Void) 
 
 extension DaemonServices {
     /// Broadcasts the `critical` kill alert with the reason and the caller.
-    func broadcastKillAlert(reason: String?, peer: PeerCred) -> UInt64 {
-        let details = JSONValue.object([
+    func broadcastKillAlert(reason: String?, peer: PeerCred, alreadyTripped: Bool) -> UInt64 {
+        var members: JSONObject = [
             "reason": reason.map { .string($0) } ?? .null,
             "uid": .number(JSONNumber(Int(peer.uid))),
             "pid": .number(JSONNumber(Int(peer.pid))),
-        ])
+        ]
+        if alreadyTripped { members.members.append(.init(key: "alreadyTripped", value: .bool(true))) }
+        let what = alreadyTripped ? "kill requested again (switch already tripped)" : "kill switch tripped"
         let alert = AlertInput(
             severity: .critical, source: "secureopsd",
-            message: reason.map { "kill switch tripped: \($0)" } ?? "kill switch tripped",
-            details: RawJSON(details))
+            message: reason.map { "\(what): \($0)" } ?? what,
+            details: RawJSON(.object(members)))
         guard let engine else { return 0 }
         return engine.publish { sequence, milliseconds, writer in
             AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, into: &writer)

@@ -1,6 +1,7 @@
 import Glibc
 import SecureOpsAuditLog
 import SecureOpsEngine
+import SecureOpsSystem
 
 /// `secureopsd reset-kill`: clears a tripped kill switch while the daemon
 /// is stopped, and records who did it in the audit log.
@@ -22,21 +23,30 @@ public enum KillSwitchReset {
     /// Opens the audit log first: it holds the lock that proves no daemon
     /// uses this state directory, and a reset that cannot be recorded is
     /// not made.
-    public static func run(stateDirectory directory: String, report: @escaping @Sendable (String) -> Void) throws(Failure) -> Outcome {
-        var info = stat()
-        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw Failure(description: "no state directory at \(directory): nothing to reset (pass the daemon's --state-dir)", exitCode: 2)
+    public static func run(stateDirectory path: String, report: @escaping @Sendable (String) -> Void) throws(Failure) -> Outcome {
+        let owner = geteuid()
+        let directory: OpenedDirectory
+        do {
+            directory = try TrustedPath.openDirectory(path, trust: .rootAnd(owner))
+        } catch {
+            if error.code == ENOENT {
+                throw Failure(description: "no state directory at \(path): nothing to reset (pass the daemon's --state-dir)", exitCode: 2)
+            }
+            throw Failure(description: "cannot reset the kill switch: state directory \(error)", exitCode: 2)
+        }
+        guard directory.status.owner == owner else {
+            throw Failure(description: "cannot reset the kill switch: \(path) is owned by uid \(directory.status.owner); run reset-kill as the daemon's user", exitCode: 2)
         }
         let log: AuditLog
         do {
-            log = try AuditLog.open(directory: directory, report: report)
+            log = try AuditLog.open(directory: directory, owner: owner, report: report)
         } catch {
             throw Failure(description: "cannot reset the kill switch: \(error)", exitCode: 2)
         }
         let by: JSONObject = ["byUid": .number(JSONNumber(Int(getuid()))), "byPid": .number(JSONNumber(Int(getpid())))]
         let previous: KillSwitch.State?
         do {
-            previous = try KillSwitch.reset(stateDirectory: directory)
+            previous = try KillSwitch.reset(directory: directory, owner: owner)
         } catch {
             log.close(finalEvent: "kill-reset-failed", fields: by + ["error": .string("\(error)")])
             throw Failure(description: "cannot reset the kill switch: \(error)", exitCode: 1)

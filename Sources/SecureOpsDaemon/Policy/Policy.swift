@@ -78,6 +78,14 @@ public struct Policy: Sendable, Equatable {
     }
 }
 
+extension PeerCred {
+    /// Root and the daemon's own user: always allowed everything, exempt
+    /// from the per-uid cap, and served from the reserved connection slots.
+    public func isPrivileged(daemonUID: UInt32) -> Bool {
+        uid == 0 || uid == daemonUID
+    }
+}
+
 /// A set of request verbs, as a bit mask.
 public struct VerbSet: OptionSet, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt16

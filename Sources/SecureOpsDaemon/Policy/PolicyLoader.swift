@@ -1,5 +1,6 @@
 import Glibc
 import SecureOpsEngine
+import SecureOpsSystem
 
 /// Reads and validates a policy file. Every problem is reported with where
 /// it is and what would be accepted; nothing half-valid is ever returned.
@@ -13,9 +14,18 @@ public enum PolicyLoader {
             self.path = path
             self.reason = reason
         }
+
+        /// A problem found on the way to the file, said from the file's side.
+        init(path: String, problem: PathProblem) {
+            self.path = path
+            reason = problem.component == path ? problem.reason : "\(problem.component) \(problem.reason)"
+        }
     }
 
-    public static func load(path: String, daemonUID: UInt32 = getuid()) throws(Failure) -> Policy {
+    /// Reads, validates and checks a policy file: the file and every
+    /// directory above it, and the `onKill` program and every directory
+    /// above it, must be changeable only by root or the daemon's user.
+    public static func load(path: String, daemonUID: UInt32 = geteuid()) throws(Failure) -> Policy {
         let bytes = try readSecurely(path: path, daemonUID: daemonUID)
         let document: PolicyDocument
         do {
@@ -23,7 +33,15 @@ public enum PolicyLoader {
         } catch {
             throw Failure(path: path, reason: "\(error)")
         }
-        return try resolve(document, path: path)
+        let policy = try resolve(document, path: path)
+        if let program = policy.onKill?.command.first {
+            do {
+                _ = try OnKillProgram.open(program, daemonUID: daemonUID)
+            } catch {
+                throw Failure(path: path, reason: "onKill.command[0]: \(error)")
+            }
+        }
+        return policy
     }
 
     /// Parses policy text (for tests and `secureopsd check-policy`).
@@ -37,55 +55,24 @@ public enum PolicyLoader {
         return try resolve(document, path: path)
     }
 
-    /// Opens without following a symlink, refuses a file that someone other
-    /// than its owner or root may write, or that is owned by someone else
-    /// than root or the daemon's user, then reads it whole.
+    /// Opens the file through `TrustedPath`: no symbolic link anywhere on
+    /// the way, and the file and every directory above it owned by root or
+    /// the daemon's user and not writable by anyone else (a sticky directory
+    /// like /tmp excepted), so nobody else can edit or swap it. Then reads
+    /// it whole, from that descriptor.
     static func readSecurely(path: String, daemonUID: UInt32) throws(Failure) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else {
-            let code = errno
-            let why = code == ELOOP ? "is a symbolic link; point --policy at the real file" : String(cString: strerror(code))
-            throw Failure(path: path, reason: "cannot open: \(why)")
+        let opened: (descriptor: FileDescriptor, status: FileStatus)
+        do {
+            opened = try TrustedPath.open(path, trust: .rootAnd(daemonUID), flags: O_RDONLY)
+        } catch {
+            throw Failure(path: path, problem: error)
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw Failure(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw Failure(path: path, reason: "is not a regular file") }
-        if info.st_uid != 0 && info.st_uid != daemonUID {
-            throw Failure(path: path, reason: "is owned by uid \(info.st_uid); it must be owned by root or the daemon's user (uid \(daemonUID))")
+        guard opened.status.kind == .regularFile else { throw Failure(path: path, reason: "is \(opened.status.kind), not a regular file") }
+        guard opened.status.size <= 1 << 20 else { throw Failure(path: path, reason: "is larger than 1 MiB") }
+        guard let bytes = opened.descriptor.read(at: 0, count: opened.status.size) else {
+            throw Failure(path: path, reason: "cannot be read: \(String(cString: strerror(errno)))")
         }
-        if info.st_mode & (S_IWGRP | S_IWOTH) != 0 {
-            throw Failure(path: path, reason: "is writable by group or others (mode 0\(String(info.st_mode & 0o7777, radix: 8))); run 'chmod go-w \(path)'")
-        }
-        guard info.st_size <= 1 << 20 else { throw Failure(path: path, reason: "is larger than 1 MiB") }
-        if let problem = directoryProblem(parentDirectory(of: path), daemonUID: daemonUID) {
-            throw Failure(path: path, reason: problem)
-        }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            filled += n
-        }
-        return Array(bytes[0..<filled])
-    }
-
-    /// Whether someone other than root or the daemon's user could replace
-    /// a file in `directory` (rename over it): the file's own mode would
-    /// not matter then. A sticky directory (like /tmp) protects files
-    /// owned by root or the daemon's user.
-    public static func directoryProblem(_ directory: String, daemonUID: UInt32) -> String? {
-        var info = stat()
-        guard stat(directory, &info) == 0 else { return nil } // the open already succeeded
-        if info.st_uid != 0 && info.st_uid != daemonUID {
-            return "its directory \(directory) is owned by uid \(info.st_uid), who could replace the file; keep the policy in a directory owned by root"
-        }
-        if info.st_mode & (S_IWGRP | S_IWOTH) != 0 && info.st_mode & S_ISVTX == 0 {
-            return "its directory \(directory) is writable by group or others (mode 0\(String(info.st_mode & 0o7777, radix: 8))), who could replace the file; run 'chmod go-w \(directory)'"
-        }
-        return nil
+        return bytes
     }
 
     static func resolve(_ document: PolicyDocument, path: String) throws(Failure) -> Policy {

@@ -1,6 +1,7 @@
 import CURing
 import Glibc
 import Logging
+import SecureOpsSystem
 import Synchronization
 
 /// An io_uring server for newline-delimited JSON over a Unix socket.
@@ -64,12 +65,12 @@ public final class Engine<Handler: RequestHandler>: Sendable {
             configuration: configuration, listener: listener, inbox: inbox, counters: counters,
             logger: logger, capacity: capacity, handler: handler, epoch: epoch, startup: startup, stopped: stopped)
         let thread: pthread_t
-        switch spawnLoopThread(start) {
+        switch Threads.start({ start.run() }) {
         case .success(let spawned):
             thread = spawned
-        case .failure(let code):
+        case .failure(let error):
             listener.close(logger: logger)
-            throw .invalidState("could not start the loop thread: \(String(cString: strerror(code.code)))")
+            throw .invalidState("could not start the loop thread: \(String(cString: strerror(error.code)))")
         }
         switch startup.wait() {
         case .success(let description):
@@ -81,10 +82,6 @@ public final class Engine<Handler: RequestHandler>: Sendable {
             pthread_join(thread, nil)
             throw error
         }
-    }
-
-    private func spawnLoopThread(_ start: LoopThreadStart<Handler>) -> Result<pthread_t, Errno> {
-        spawnThread(UncheckedBox { start.run() })
     }
 
     /// Broadcasts one frame from any thread. `encode` writes the whole frame
@@ -201,28 +198,6 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     }
 }
 
-/// Starts a plain pthread running `body` (a C entry point cannot capture
-/// generic context, so the body arrives boxed and non-generic).
-private func spawnThread(_ body: UncheckedBox<() -> Void>) -> Result<pthread_t, Errno> {
-    let context = Unmanaged.passRetained(body).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { raw in
-        let box = Unmanaged<UncheckedBox<() -> Void>>.fromOpaque(raw!).takeRetainedValue()
-        box.value()
-        return nil
-    }, context)
-    guard rc == 0 else {
-        Unmanaged<UncheckedBox<() -> Void>>.fromOpaque(context).release()
-        return .failure(Errno(rc))
-    }
-    return .success(thread)
-}
-
-struct Errno: Error {
-    let code: Int32
-    init(_ code: Int32) { self.code = code }
-}
-
 /// What the loop thread needs to start: moved to it once, used only there.
 private struct LoopThreadStart<Handler: RequestHandler> {
     let configuration: EngineConfiguration
@@ -237,7 +212,7 @@ private struct LoopThreadStart<Handler: RequestHandler> {
     let stopped: StopSignal
 
     func run() {
-        setThreadName(configuration.threadName)
+        Threads.nameCurrentThread(configuration.threadName)
         let loop: EventLoop
         do {
             loop = try EventLoop(
@@ -255,17 +230,6 @@ private struct LoopThreadStart<Handler: RequestHandler> {
         loop.run()
         stopped.signal()
     }
-
-    private func setThreadName(_ name: String) {
-        cu_set_thread_name(String(name.utf8.prefix(15))!)
-    }
-}
-
-/// Hands a non-Sendable value to exactly one other thread. Sound here
-/// because the sender never touches it again after `pthread_create`.
-private final class UncheckedBox<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }
 
 /// The loop thread's answer to "did you start?".

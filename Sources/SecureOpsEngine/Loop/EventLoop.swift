@@ -2,6 +2,7 @@ import CURing
 import Dispatch
 import Glibc
 import Logging
+import SecureOpsSystem
 
 /// The loop thread's world: one io_uring ring, the listening socket, every
 /// connection, the broadcast ring. Nothing here is touched by any other
@@ -273,17 +274,17 @@ final class EventLoop {
     }
 
     private func accepted(fd: Int32) {
-        var pid: pid_t = 0
-        var uid: uid_t = 0
-        var gid: gid_t = 0
-        let rc = cu_peer_credentials(fd, &pid, &uid, &gid)
-        guard rc == 0 else {
-            logger.warning("SO_PEERCRED failed: \(String(cString: strerror(-rc))); closing the connection")
+        let peer: PeerCred
+        switch PeerCred.of(socket: fd) {
+        case .success(let credentials):
+            peer = credentials
+        case .failure(let error):
+            logger.warning("\(error); closing the connection")
             Glibc.close(fd)
             return
         }
-        let peer = PeerCred(pid: pid, uid: uid, gid: gid)
-        let groups = peerGroups(fd: fd)
+        let uid = peer.uid
+        let groups = PeerCred.groups(ofSocket: fd)
         guard openConnections < connectionCapacity else {
             counters.connectionsRefused.add(1, ordering: .relaxed)
             logger.debug("refusing connection: at the connection limit", metadata: ["limit": "\(connectionCapacity)", "peer": "\(peer)"])
@@ -327,14 +328,6 @@ final class EventLoop {
             }
         case .refuse(let message):
             refuse(connection, message: message)
-        }
-    }
-
-    private func peerGroups(fd: Int32) -> [UInt32] {
-        withUnsafeTemporaryAllocation(of: gid_t.self, capacity: 256) { buffer in
-            let count = cu_peer_groups(fd, buffer.baseAddress, 256)
-            guard count > 0 else { return [] }
-            return Array(buffer[0..<Int(count)])
         }
     }
 

@@ -1,6 +1,6 @@
-import CURing
 import Glibc
 import Logging
+import SecureOpsSystem
 import Synchronization
 
 /// The listening Unix-domain socket: created safely, removed only if ours.
@@ -171,10 +171,7 @@ struct UnixListener {
         // EAGAIN: the listener exists but its backlog is full; it is alive.
         guard rc == 0 || errno == EAGAIN else { return false }
         guard rc == 0 else { return true }
-        var pid: pid_t = 0
-        var uid: uid_t = 0
-        var gid: gid_t = 0
-        guard cu_peer_credentials(fd, &pid, &uid, &gid) == 0, pid > 0 else { return true }
-        return kill(pid, 0) == 0 || errno == EPERM
+        guard case .success(let listener) = PeerCred.of(socket: fd), listener.pid > 0 else { return true }
+        return kill(listener.pid, 0) == 0 || errno == EPERM
     }
 }

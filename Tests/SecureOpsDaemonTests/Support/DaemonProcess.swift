@@ -1,6 +1,6 @@
-import CURing
 import Foundation
 import Glibc
+import SecureOpsSystem
 import SecureOpsClient
 import SecureOpsEngine
 
@@ -161,11 +161,8 @@ final class DaemonProcess: @unchecked Sendable {
 
 /// The pid that created the listening socket this client is connected to.
 func listenerPID(_ fd: Int32) -> Int32 {
-    var pid: pid_t = 0
-    var uid: uid_t = 0
-    var gid: gid_t = 0
-    guard cu_peer_credentials(fd, &pid, &uid, &gid) == 0 else { return -1 }
-    return pid
+    guard case .success(let listener) = PeerCred.of(socket: fd) else { return -1 }
+    return listener.pid
 }
 
 struct TestFailure: Error, CustomStringConvertible {
