@@ -27,7 +27,7 @@ public func lineFramerFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         let outcome = stream[offset..<(offset + length)].withUnsafeBytes { chunk in
             framer.consume(chunk) { frame in
                 produced.append(Array(frame))
-                return true
+                return .proceed
             }
         }
         offset += length

@@ -53,6 +53,8 @@ public struct EngineTuning: Sendable {
     public var receiveBufferCount = 1024
     public var completionQueueEntries: UInt32 = 32_768
     public var maxConnections: Int?
+    /// Connection slots only root and the daemon's uid may take.
+    public var reservedConnections = 32
     public var shutdownGraceSeconds: Double = 5
 
     public init() {}

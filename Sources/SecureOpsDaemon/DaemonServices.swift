@@ -81,13 +81,39 @@ public final class DaemonServices: Sendable {
         }
     }
 
+    /// The `source` of the daemon's own alerts (the kill switch's): refused
+    /// in `publish`, however it is spelled.
+    static let reservedSource = "secureopsd"
+
+    /// Whether `source` reads as the daemon's own: the same letters in any
+    /// case, with any whitespace or control characters around or in it.
+    static func isReservedSource(_ source: String) -> Bool {
+        let letters = source.unicodeScalars.filter { !$0.properties.isWhitespace && $0.properties.generalCategory != .control && $0.properties.generalCategory != .format }
+        return String(String.UnicodeScalarView(letters)).lowercased() == reservedSource
+    }
+
+    /// Whether `connection` may still use `verb` under the policy in force
+    /// now (for work that was authorized when read and runs later).
+    func recheck(_ verb: PolicyVerb, for connection: ConnectionInfo) throws(IpcError) {
+        let peer = connection.peer
+        guard !peer.isPrivileged(daemonUID: daemonUID) else { return }
+        let policy = self.policy
+        let verbs = policy.allowedVerbs(for: peer, groups: connection.groups, daemonUID: daemonUID)
+        guard verbs.contains(verb) else {
+            trail.denied(peer: peer, verb: verb)
+            throw .unauthorized("uid \(peer.uid) may no longer use \(verb.requestDescription): policy version \(policy.version) was loaded before this request ran (allowed now: \(verbs.isEmpty ? "nothing" : verbs.description))")
+        }
+    }
+
     /// The engine limits a policy implies.
     func engineLimits(for policy: Policy) -> EngineLimits {
         var limits = EngineLimits()
         limits.maxFrameBytes = policy.limits.maxFrameBytes
         limits.maxConnectionsPerUID = policy.limits.maxConnectionsPerUid
-        // The per-uid cap protects against other users, not the operators.
-        limits.uidsExemptFromPerUIDCap = [0, daemonUID]
+        // The per-uid cap and the reserved slots protect against other
+        // users, not the operators: root's kill always finds a slot.
+        limits.privilegedUIDs = [0, daemonUID]
+        limits.reservedConnections = options.engine.reservedConnections
         limits.retainedFrames = policy.limits.retainedAlerts
         limits.onLag = policy.limits.onLag
         limits.retainedBytes = options.engine.retainedBytes

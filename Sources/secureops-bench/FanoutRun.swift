@@ -142,7 +142,7 @@ final class FanoutRun {
     /// alert's newline can then be checked where it must be instead of
     /// searched for. 0 until learned.
     private var alertTail = 0
-    private let alertSuffix = SuffixWords(Wire.alertSuffix)
+    private let alertSuffix: SuffixWords
     private let receiveCapacity = 1 << 20
     private let maximumCarry = (1 << 20) + 64
 
@@ -173,6 +173,7 @@ final class FanoutRun {
         self.settings = settings
         self.server = server
         wire = Wire(target: server.target, size: settings.size)
+        alertSuffix = SuffixWords(Wire.deliveredSuffix(server.target))
         target = server.target
         intervalLatencies = settings.interval != nil ? LatencyRecorder() : nil
         template = PublishTemplate(wire: wire)
@@ -598,7 +599,7 @@ final class FanoutRun {
         var deliveredBytes = 0
         var tail = alertTail
         let suffix = alertSuffix
-        let suffixCount = Wire.alertSuffix.count
+        let suffixCount = suffix.count
         let prefixCount = Wire.alertPrefix.count
         while start < total {
             let remaining = total - start
@@ -666,7 +667,7 @@ final class FanoutRun {
     /// publisher wrote as the 19 digits right before `","details":null}`.
     @inline(__always)
     private func measure(_ line: UnsafeMutablePointer<UInt8>, _ count: Int, now: UInt64) {
-        let digitsEnd = count - Wire.alertSuffix.count
+        let digitsEnd = count - alertSuffix.count
         guard digitsEnd - Wire.timestampDigits > Wire.alertPrefix.count, line[digitsEnd] == UInt8(ascii: "\"") else { return }
         guard let sentAt = AlertScan.parse19Digits(line + digitsEnd - Wire.timestampDigits), sentAt > 0, sentAt <= now else { return }
         latencies.record(nanoseconds: now - sentAt)
@@ -967,25 +968,24 @@ final class Publisher {
 
 /// A fixed 9-to-24-byte string compared with three 8-byte loads (the last
 /// two may overlap): cheaper than a `memcmp` call per frame.
-struct SuffixWords {
+/// The constant end of this tool's alerts, compared with one `memcmp`.
+final class SuffixWords {
     let count: Int
-    private let words: (UInt64, UInt64, UInt64)
+    private let bytes: UnsafeMutablePointer<UInt8>
 
-    init(_ bytes: [UInt8]) {
-        precondition(bytes.count > 8 && bytes.count <= 24)
-        count = bytes.count
-        words = bytes.withUnsafeBytes {
-            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
-             $0.loadUnaligned(fromByteOffset: min(8, bytes.count - 8), as: UInt64.self),
-             $0.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self))
-        }
+    init(_ suffix: [UInt8]) {
+        precondition(suffix.count > 8)
+        count = suffix.count
+        bytes = .allocate(capacity: suffix.count)
+        bytes.initialize(from: suffix, count: suffix.count)
+    }
+
+    deinit {
+        bytes.deallocate()
     }
 
     @inline(__always)
     func matches(_ p: UnsafePointer<UInt8>) -> Bool {
-        let raw = UnsafeRawPointer(p)
-        return raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == words.0
-            && raw.loadUnaligned(fromByteOffset: min(8, count - 8), as: UInt64.self) == words.1
-            && raw.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) == words.2
+        memcmp(p, bytes, count) == 0
     }
 }

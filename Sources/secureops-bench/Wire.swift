@@ -18,7 +18,8 @@ enum RequestKind: String, ExpressibleByArgument, CaseIterable, Sendable {
 
 /// Every byte the tool sends, per target, and the few fixed positions it
 /// reads back. Alerts carry the publisher's send time as the last 19 digits
-/// of `message`, right before the constant `","details":null}` tail, so a
+/// of `message`, right before a constant tail (`","details":null}`, and for
+/// secureopsd the `origin` it adds: this process's uid and pid), so a
 /// subscriber finds both the sequence (fixed offset from the front) and the
 /// send time (fixed offset from the back) without decoding the body.
 struct Wire: Sendable {
@@ -29,7 +30,17 @@ struct Wire: Sendable {
     let frameBytes: Int
 
     static let alertPrefix: [UInt8] = Array(#"{"type":"alert","sequence":"#.utf8)
+    /// The end of a Redis payload (the tool writes it whole).
     static let alertSuffix: [UInt8] = Array(#"","details":null}"#.utf8)
+    /// How every alert this tool published ends as subscribers receive it:
+    /// secureopsd appends the publisher's kernel credentials, which are
+    /// this process's.
+    static func deliveredSuffix(_ target: Target) -> [UInt8] {
+        switch target {
+        case .redis: alertSuffix
+        case .secureops: Array(#"","details":null,"origin":{"uid":\#(getuid()),"pid":\#(getpid())}}"#.utf8)
+        }
+    }
     static let timestampDigits = 19
     /// The channel Redis runs use.
     static let channel = "bench"
@@ -60,7 +71,7 @@ struct Wire: Sendable {
         var bytes = Array(text.utf8)
         bytes += [UInt8](repeating: UInt8(ascii: "x"), count: padding)
         bytes += digits19(timestamp)
-        bytes += alertSuffix
+        bytes += deliveredSuffix(target)
         return bytes
     }
 

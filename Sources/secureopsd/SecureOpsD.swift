@@ -42,6 +42,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Connection cap (default: what RLIMIT_NOFILE allows).")
     var maxConnections: Int?
 
+    @Option(name: .customLong("reserved-connections"), help: "Connection slots only root and the daemon's uid may take (at most half the cap).")
+    var reservedConnections: Int = 32
+
     @Option(name: .customLong("retained-bytes"), help: "Bytes of alert frames the broadcast ring retains.")
     var retainedBytes: Int = 64 << 20
 
@@ -53,6 +56,7 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 0660") }
+        guard reservedConnections >= 0 else { throw ValidationError("--reserved-connections must be 0 or more") }
         guard receiveBuffers > 0 && receiveBuffers & (receiveBuffers - 1) == 0 && receiveBuffers <= 32768 else {
             throw ValidationError("--receive-buffers must be a power of two up to 32768")
         }
@@ -68,6 +72,7 @@ struct Serve: ParsableCommand {
         tuning.stuckSendTimeoutSeconds = stuckSendTimeout
         tuning.frameTimeoutSeconds = frameTimeout
         tuning.maxConnections = maxConnections
+        tuning.reservedConnections = reservedConnections
         tuning.retainedBytes = retainedBytes
         tuning.receiveBufferCount = receiveBuffers
         tuning.completionQueueEntries = completionQueueEntries

@@ -42,4 +42,88 @@ struct BackpressureTests {
         #expect(replies.count == sent)
         #expect(replies.allSatisfy { $0.hasPrefix(#"{"type":"ok","running":true"#) })
     }
+
+    /// The review's amplification: 100 `alerts` requests with a huge limit
+    /// in one small write, and the client stops reading. Each reply is
+    /// capped (1,000 alerts, 2 MiB), and once the replies reach the output
+    /// limit the frames still in the read are held, unhandled, until the
+    /// client reads: the daemon never holds more than the limit for it.
+    /// When it reads, every request is answered.
+    @Test func aBurstOfExpensiveRequestsInOneWriteIsHandledOnlyAsItsRepliesDrain() throws {
+        let daemon = try DaemonProcess(
+            policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["alerts"]}]}"#,
+            socketMode: "0666", reachableByOtherUsers: true)
+        let publisher = try daemon.connect()
+        let padding = String(repeating: "x", count: 1000)
+        for index in 0..<2000 {
+            try publisher.send(.publish(AlertInput(severity: .info, source: "fill", message: "\(index)", details: try RawJSON(validating: Array(#"{"pad":"\#(padding)"}"#.utf8)))))
+        }
+        for _ in 0..<2000 { _ = try publisher.reply() }
+        let before = try publisher.status().framesReceived ?? 0
+
+        let burst = Process()
+        burst.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        burst.arguments = SecondUser.setpriv() + [try compileFixture("burst-client"), daemon.socketPath, "100", #"{"type":"alerts","limit":999999999}"#]
+        let input = Pipe()
+        let output = Pipe()
+        burst.standardInput = input
+        burst.standardOutput = output
+        try burst.run()
+        defer { killAndWait(burst) }
+        #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) == "SENT\n")
+
+        let paused = try daemon.waitForStatus { ($0.readingPaused ?? 0) == 1 }
+        // Frames handled since the burst: a few replies' worth (each about
+        // 1 MB, against a 4 MiB output limit), plus the status polls.
+        let handled = (paused.framesReceived ?? 0) - before
+        #expect(handled < 20, "\(handled) frames were handled while the client read nothing")
+        // Nothing more is handled while it does not read.
+        let later = try publisher.status()
+        #expect((later.framesReceived ?? 0) - (paused.framesReceived ?? 0) <= 30, "reading did not stay paused")
+        #expect(later.readingPaused == 1)
+
+        try input.fileHandleForWriting.close()
+        burst.waitUntilExit()
+        let summary = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let fields = summary.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        #expect(fields.count == 8, "got \(summary)")
+        guard fields.count == 8 else { return }
+        #expect(fields[1] == "100", "every request answered: \(summary)")
+        #expect(Int(fields[3]) ?? .max <= WireDefaults.alertsReplyMaxBytes + 64, "\(summary)")
+        #expect(fields[5] == "1000", "\(summary)")
+        #expect(fields[7] == "0", "\(summary)")
+        #expect(try publisher.status().readingPaused == 0)
+    }
+
+    /// A reader that takes a little now and then used to keep a big send
+    /// alive forever, each partial send moving the deadline: now the whole
+    /// send must finish within the deadline.
+    @Test func aReaderThatTakesALittleNowAndThenIsCutOffWhenItsSendMissesTheDeadline() throws {
+        let daemon = try DaemonProcess(
+            extraArguments: ["--stuck-send-timeout", "2"],
+            policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["alerts"]}]}"#,
+            socketMode: "0666", reachableByOtherUsers: true)
+        let publisher = try daemon.connect()
+        let padding = String(repeating: "x", count: 2000)
+        for index in 0..<1000 {
+            try publisher.send(.publish(AlertInput(severity: .info, source: "fill", message: "\(index)", details: try RawJSON(validating: Array(#"{"pad":"\#(padding)"}"#.utf8)))))
+        }
+        for _ in 0..<1000 { _ = try publisher.reply() }
+        // About 160 KB every half second: enough for the kernel to take a
+        // little of the ~2 MB reply each time, far too little to finish it.
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        reader.arguments = SecondUser.setpriv() + [try compileFixture("slow-reader"), daemon.socketPath, #"{"type":"alerts","limit":1000}"#, "163840", "500"]
+        let output = Pipe()
+        reader.standardOutput = output
+        try reader.run()
+        defer { killAndWait(reader) }
+        let status = try daemon.waitForStatus(timeout: 20) { ($0.slowDisconnects ?? 0) == 1 }
+        #expect(status.slowDisconnects == 1)
+        reader.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let read = Int(text.split(separator: "\n").last?.split(separator: " ").last ?? "") ?? -1
+        #expect(read >= 0 && read < 2_000_000, "the reader got the whole reply (\(read) bytes) before the cut: \(text)")
+        try waitUntil("the cut in the daemon's log") { daemon.log.contains("closing slow consumer: a send did not finish within 2.0 seconds") }
+    }
 }

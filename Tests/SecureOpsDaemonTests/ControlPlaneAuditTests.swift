@@ -136,15 +136,21 @@ struct ControlPlaneAuditTests {
         #expect(missing.detail.contains("\(program) does not exist: kill will refuse to run it"), "got \(missing.detail)")
     }
 
-    @Test func theDescriptorCheckWarnsWhenGrantedUsersHaveNoPerUidCap() throws {
-        let uncapped = try DaemonProcess(policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["ping"]}]}"#)
-        let warned = try check(try uncapped.connect().audit(), "descriptor-limit")
+    @Test func theDescriptorCheckWarnsWhenOneGrantedUserCouldTakeEveryUnreservedSlot() throws {
+        let wide = try DaemonProcess(
+            policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["ping"]}], "limits": {"maxConnectionsPerUid": 1000000}}"#)
+        let warned = try check(try wide.connect().audit(), "descriptor-limit")
         #expect(warned.status == .warn)
-        #expect(warned.detail.contains("no limits.maxConnectionsPerUid: one granted user can take every slot"), "got \(warned.detail)")
-        let capped = try DaemonProcess(policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["ping"]}], "limits": {"maxConnectionsPerUid": 64}}"#)
-        let passed = try check(try capped.connect().audit(), "descriptor-limit")
+        #expect(warned.detail.contains("limits.maxConnectionsPerUid 1000000 is not below the"), "got \(warned.detail)")
+        // The default cap and the reserved slots pass.
+        let defaults = try DaemonProcess(policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["ping"]}]}"#)
+        let passed = try check(try defaults.connect().audit(), "descriptor-limit")
         #expect(passed.status == .pass, "\(passed.detail)")
-        #expect(passed.detail.contains("per-uid cap 64"))
+        #expect(passed.detail.contains("32 of them kept for root and uid \(getuid()); per-uid cap 1024 for everyone else"), "got \(passed.detail)")
+        let unreserved = try DaemonProcess(extraArguments: ["--reserved-connections", "0"])
+        let locked = try check(try unreserved.connect().audit(), "descriptor-limit")
+        #expect(locked.status == .warn)
+        #expect(locked.detail.contains("with no reserved slots, other users can hold every slot and lock root out"), "got \(locked.detail)")
     }
 
     @Test func theKillSwitchCheckWarnsWhileTrippedAndSaysHowToClearIt() throws {

@@ -193,4 +193,107 @@ struct ControlPlaneAuthorizationTests {
         #expect(refused.first?.string("reason")?.contains("per-uid connection cap") == true)
         try daemon.connect().ping()
     }
+
+    // MARK: - Rights end when the policy says so
+
+    /// A reload that keeps `ping` but takes `subscribe` away ends the
+    /// subscription there and then, with an error saying why; the
+    /// connection keeps the verbs it still has.
+    @Test func aReloadThatTakesSubscribeAwayEndsTheSubscriptionAndKeepsTheConnection() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping", "subscribe"]}"#))
+        let watcher = try SecondUser.start(daemon.socketPath, [#"{"type":"subscribe"}"#, "@hold=3", #"{"type":"ping"}"#])
+        _ = try daemon.waitForStatus { $0.subscribers == 1 }
+        let root = try daemon.connect()
+        _ = try root.publish(AlertInput(severity: .info, source: "before", message: "seen"))
+        try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        #expect(try root.reloadPolicy() == 3)
+        _ = try daemon.waitForStatus { $0.subscribers == 0 }
+        _ = try root.publish(AlertInput(severity: .info, source: "after", message: "not seen"))
+        let replies = SecondUser.output(of: watcher)
+        #expect(replies.count == 5, "got \(replies)")
+        guard replies.count == 5 else { return }
+        #expect(replies[0].hasPrefix(#"{"type":"ok","subscribed":true"#))
+        #expect(replies[1].contains(#""source":"before""#))
+        #expect(replies[2] == #"{"type":"err","message":"subscription ended: policy version 3 no longer grants uid 65534 \"subscribe\" (allowed: ping)"}"#)
+        #expect(replies[3] == #"{"type":"ok"}"#)
+        #expect(replies[4] == "OPEN")
+        let ended = try waitForAuditRecord(daemon.stateDirectory, event: "subscription-ended")
+        #expect(ended.first?.int("uid") == 65534 && ended.first?.int("policyVersion") == 3)
+    }
+
+    /// Offloaded requests of a connection run one after another, and each
+    /// is checked against the policy in force when it runs: an audit
+    /// pipelined behind a reload that revokes `audit` is refused.
+    @Test func anOffloadedRequestQueuedBehindAReloadIsCheckedAgainstTheNewPolicy() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping", "reloadPolicy", "audit"]}"#))
+        try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"uid": 65534, "allow": ["ping", "reloadPolicy"]}"#))
+        // Both in one write: the audit is read (and authorized) before the
+        // reload has run.
+        let replies = try SecondUser.exchange(daemon.socketPath, [#"{"type":"reloadPolicy"}"# + "\n" + #"{"type":"audit"}"#])
+        #expect(replies.count == 3, "got \(replies)")
+        #expect(replies.first == #"{"type":"ok","policyVersion":3}"#)
+        #expect(replies.dropFirst().first?.contains(#"not authorized: uid 65534 may no longer use \"audit\": policy version 3 was loaded before this request ran (allowed now: ping, reloadPolicy)"#) == true, "got \(replies)")
+    }
+
+    @Test func auditWithFixNeedsItsOwnGrant() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["audit"]}"#))
+        chmod(daemon.stateDirectory, 0o750)
+        let denied = try SecondUser.exchange(daemon.socketPath, [#"{"type":"audit","fix":true}"#, #"{"type":"audit"}"#])
+        #expect(denied.first == #"{"type":"err","message":"not authorized: uid 65534 may not use \"audit\" with \"fix\" (policy verb \"auditFix\") (allowed: audit)"}"#, "got \(denied)")
+        #expect(denied.dropFirst().first?.hasPrefix(#"{"type":"ok","startedAt""#) == true)
+        #expect(fileMode(daemon.stateDirectory) == 0o750, "a read-only peer changed the host")
+        try waitUntil("the denial on record") { try auditFields(daemon.stateDirectory, event: "denied").contains { $0.string("verb") == "auditFix" } }
+
+        try replacePolicy(daemon.policyPath, with: Self.policy(version: 3, grants: #"{"uid": 65534, "allow": ["audit", "auditFix"]}"#))
+        #expect(try daemon.connect().reloadPolicy() == 3)
+        let fixed = try SecondUser.exchange(daemon.socketPath, [#"{"type":"audit","fix":true}"#])
+        #expect(fixed.first?.contains(#""fixed":true"#) == true, "got \(fixed)")
+        #expect(fileMode(daemon.stateDirectory) == 0o700)
+    }
+
+    // MARK: - Connection slots
+
+    /// One uid holding every slot it can get leaves the reserved ones: root
+    /// still gets in to kill.
+    @Test func oneUidHoldingEverySlotItCanGetCannotLockRootOut() throws {
+        let daemon = try DaemonProcess(
+            extraArguments: ["--max-connections", "20"], policy: Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#),
+            socketMode: "0666", reachableByOtherUsers: true)
+        let held = try SecondUser.HeldConnections(socket: daemon.socketPath, count: 20)
+        defer { held.release() }
+        // 20 slots, 10 of them reserved (at most half): 10 for everyone else.
+        #expect(held.answered == 10, "answered \(held.answered)")
+        #expect(held.refused == 10)
+        #expect(held.firstRefusal == #"{"type":"err","message":"server is at its connection limit (10; the other 10 are reserved); try again later"}"#, "got \(held.firstRefusal)")
+        let root = try daemon.connect()
+        #expect(try root.kill(reason: "locked out?") >= 1)
+        #expect(try root.status().killed)
+    }
+
+    @Test func withoutAPolicyCapAUidHoldsAt1024Connections() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        let held = try SecondUser.HeldConnections(socket: daemon.socketPath, count: 1030)
+        defer { held.release() }
+        #expect(held.answered == 1024)
+        #expect(held.refused == 6)
+        #expect(held.firstRefusal == #"{"type":"err","message":"too many connections for uid 65534 (limit 1024); close some and retry"}"#, "got \(held.firstRefusal)")
+        try daemon.connect().ping()
+    }
+
+    // MARK: - What status shows
+
+    /// Peers that are not operators see the switch's state but not who
+    /// tripped it and why, nor the daemon's pid.
+    @Test func statusShowsKillDetailsAndThePidOnlyToOperators() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["status"]}, {"uid": 12345, "allow": ["*"]}"#))
+        _ = try daemon.connect().kill(reason: "agent exfiltrated keys")
+        let reader = try SecondUser.exchange(daemon.socketPath, [#"{"type":"status"}"#])
+        let status = try FastJSONDecoder().decode(MonitorStatus.self, from: Array(try #require(reader.first).utf8))
+        #expect(status.killed)
+        #expect(status.killReason == nil)
+        #expect(status.pid == 0)
+        let operatorView = try daemon.connect().status()
+        #expect(operatorView.killReason == "agent exfiltrated keys")
+        #expect(operatorView.pid == daemon.pid)
+    }
 }

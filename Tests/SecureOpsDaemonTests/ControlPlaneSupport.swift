@@ -36,6 +36,50 @@ enum SecondUser {
         return (process, pipe)
     }
 
+    /// Connections uid 65534 holds open (the hold-connections fixture):
+    /// how many the daemon answered and how many it refused; they stay open
+    /// until `release()`.
+    final class HeldConnections {
+        let process: Process
+        let input: Pipe
+        let answered: Int
+        let refused: Int
+        let firstRefusal: String
+
+        init(socket: String, count: Int) throws {
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = SecondUser.setpriv() + [try compileFixture("hold-connections"), socket, String(count)]
+            input = Pipe()
+            let output = Pipe()
+            process.standardInput = input
+            process.standardOutput = output
+            try process.run()
+            var text = ""
+            let reader = output.fileHandleForReading
+            while text.split(separator: "\n", omittingEmptySubsequences: false).count < 3 {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let counts = lines.first?.split(separator: " ") ?? []
+            guard counts.count == 4, let answered = Int(counts[1]), let refused = Int(counts[3]) else {
+                throw TestFailure("hold-connections printed \(text)")
+            }
+            self.answered = answered
+            self.refused = refused
+            firstRefusal = lines.count > 1 ? lines[1] : ""
+        }
+
+        func release() {
+            try? input.fileHandleForWriting.close()
+            process.waitUntilExit()
+        }
+
+        deinit { killAndWait(process) }
+    }
+
     static func output(of started: (Process, Pipe)) -> [String] {
         let data = started.1.fileHandleForReading.readDataToEndOfFile()
         started.0.waitUntilExit()

@@ -36,7 +36,7 @@ struct PolicyTests {
         (#"{"version": 1, "grants": [{"uid": 1, "allow": ["ping"], "deny": ["kill"]}]}"#, #"grants[0].deny: unknown key "deny"; expected one of uid, gid, user, group, allow"#),
         (#"{"version": 1, "grants": [{"uid": 1, "gid": 2, "allow": ["ping"]}]}"#, "grants[0]: give exactly one of uid, gid, user or group"),
         (#"{"version": 1, "grants": [{"uid": 1, "allow": "ping"}]}"#, "grants[0].allow: expected a JSON array, found a string"),
-        (#"{"version": 1, "grants": [{"uid": 1, "allow": ["Ping"]}]}"#, #"grants[0].allow: unknown verb "Ping"; expected "*" or one of ping, status, audit, kill, subscribe, alerts, reloadPolicy, publish"#),
+        (#"{"version": 1, "grants": [{"uid": 1, "allow": ["Ping"]}]}"#, #"grants[0].allow: unknown verb "Ping"; expected "*" or one of ping, status, audit, auditFix, kill, subscribe, alerts, reloadPolicy, publish"#),
         (#"{"version": 1, "grants": [], "limits": {"maxConnectionsPerUid": 0}}"#, "limits.maxConnectionsPerUid: must be at least 1"),
         (#"{"version": 1, "grants": [], "limits": {"maxFrameBytes": 10}}"#, "limits.maxFrameBytes: 10 is outside 64...67108864"),
         (#"{"version": 1, "grants": [], "onKill": {"command": ["stop-agent"]}}"#, #"onKill.command[0]: "stop-agent" must be an absolute path"#),

@@ -72,8 +72,12 @@ struct WireProtocolTests {
         try publisher.write(#"{"type":"publish","alert":{"severity":"high","source":"fs-watch","message":"ssh key read","details":{"path":"/home/a/.ssh/id_ed25519"}}}"# + "\n")
         #expect(publisher.readLines(1) == [#"{"type":"ok","sequence":1}"#])
         let line = try #require(subscriber.readLines(1).first)
-        let pattern = #/^\{"type":"alert","sequence":1,"timestamp":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z","severity":"high","source":"fs-watch","message":"ssh key read","details":\{"path":"/home/a/\.ssh/id_ed25519"\}\}$/#
-        #expect(line.wholeMatch(of: pattern) != nil, "got \(line)")
+        // WIRE.md's fields byte for byte, then the origin extension: the
+        // publisher as the kernel knows it (this test process).
+        let pattern = #/^\{"type":"alert","sequence":1,"timestamp":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z","severity":"high","source":"fs-watch","message":"ssh key read","details":\{"path":"/home/a/\.ssh/id_ed25519"\},"origin":\{"uid":(\d+),"pid":(\d+)\}\}$/#
+        let match = try #require(line.wholeMatch(of: pattern), "got \(line)")
+        #expect(match.1 == "\(getuid())")
+        #expect(match.2 == "\(getpid())")
     }
 
     @Test func alertWithoutDetailsCarriesNull() throws {
@@ -83,7 +87,7 @@ struct WireProtocolTests {
         let client = try RawClient(path: daemon.socketPath)
         try client.write("{\"type\":\"alerts\",\"limit\":null}\n")
         let line = try #require(client.readLines(1).first)
-        #expect(line.hasSuffix(#""source":"s","message":"m","details":null}]}"#), "got \(line)")
+        #expect(line.hasSuffix(#""source":"s","message":"m","details":null,"origin":{"uid":\#(getuid()),"pid":\#(getpid())}}]}"#), "got \(line)")
     }
 
     @Test func subscribeWithSinceReplaysRetainedAlertsThenContinuesLive() throws {

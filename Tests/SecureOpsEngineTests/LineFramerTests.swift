@@ -12,7 +12,7 @@ struct LineFramerTests {
             outcome = Array(chunk.utf8).withUnsafeBytes { bytes in
                 framer.consume(bytes) { frame in
                     out.append(String(decoding: frame, as: UTF8.self))
-                    return true
+                    return .proceed
                 }
             }
             if outcome != .consumed { break }
@@ -40,10 +40,10 @@ struct LineFramerTests {
     @Test func keepsAnUnfinishedLineUntilItsNewline() {
         var framer = LineFramer(maxFrameBytes: 64)
         var seen: [String] = []
-        _ = Array("abc".utf8).withUnsafeBytes { framer.consume($0) { seen.append(String(decoding: $0, as: UTF8.self)); return true } }
+        _ = Array("abc".utf8).withUnsafeBytes { framer.consume($0) { seen.append(String(decoding: $0, as: UTF8.self)); return .proceed } }
         #expect(seen.isEmpty)
         #expect(framer.carry == Array("abc".utf8))
-        _ = Array("\n".utf8).withUnsafeBytes { framer.consume($0) { seen.append(String(decoding: $0, as: UTF8.self)); return true } }
+        _ = Array("\n".utf8).withUnsafeBytes { framer.consume($0) { seen.append(String(decoding: $0, as: UTF8.self)); return .proceed } }
         #expect(seen == ["abc"])
         #expect(framer.carry.isEmpty)
     }
@@ -64,7 +64,7 @@ struct LineFramerTests {
         var framer = LineFramer(maxFrameBytes: 64)
         var outcome = LineFramer.Outcome.consumed
         for _ in 0..<10 {
-            outcome = Array(repeating: UInt8(ascii: "y"), count: 20).withUnsafeBytes { framer.consume($0) { _ in true } }
+            outcome = Array(repeating: UInt8(ascii: "y"), count: 20).withUnsafeBytes { framer.consume($0) { _ in .proceed } }
             if outcome != .consumed { break }
             #expect(framer.carry.count <= 65)
         }
@@ -75,8 +75,48 @@ struct LineFramerTests {
     @Test func stopsWhenTheHandlerAsks() {
         var framer = LineFramer(maxFrameBytes: 64)
         var seen = 0
-        let outcome = Array("a\nb\nc\n".utf8).withUnsafeBytes { framer.consume($0) { _ in seen += 1; return seen < 2 } }
+        let outcome = Array("a\nb\nc\n".utf8).withUnsafeBytes { framer.consume($0) { _ in seen += 1; return seen < 2 ? .proceed : .stop } }
         #expect(outcome == .stopped)
         #expect(seen == 2)
+    }
+
+    @Test func pausesAfterAFrameAndHandsBackTheRestUnread() {
+        var framer = LineFramer(maxFrameBytes: 64)
+        var seen: [String] = []
+        let input = Array("a\nbb\nccc\ndd".utf8)
+        let outcome = input.withUnsafeBytes { bytes in
+            framer.consume(bytes) { frame in
+                seen.append(String(decoding: frame, as: UTF8.self))
+                return seen.count == 2 ? .pause : .proceed
+            }
+        }
+        #expect(seen == ["a", "bb"])
+        #expect(outcome == .paused(resumeAt: 5))
+        #expect(framer.carry.isEmpty)
+        // Fed again, the rest frames as if never interrupted.
+        let rest = Array(input[5...])
+        let after = rest.withUnsafeBytes { bytes in
+            framer.consume(bytes) { frame in
+                seen.append(String(decoding: frame, as: UTF8.self))
+                return .proceed
+            }
+        }
+        #expect(after == .consumed)
+        #expect(seen == ["a", "bb", "ccc"])
+        #expect(framer.carry == Array("dd".utf8))
+    }
+
+    @Test func aPauseOnALineFinishedFromCarryResumesAfterIt() {
+        var framer = LineFramer(maxFrameBytes: 64)
+        _ = Array("ab".utf8).withUnsafeBytes { framer.consume($0) { _ in .proceed } }
+        var seen: [String] = []
+        let outcome = Array("c\nd\n".utf8).withUnsafeBytes { bytes in
+            framer.consume(bytes) { frame in
+                seen.append(String(decoding: frame, as: UTF8.self))
+                return .pause
+            }
+        }
+        #expect(seen == ["abc"])
+        #expect(outcome == .paused(resumeAt: 2))
     }
 }

@@ -47,7 +47,7 @@ let benchmarks: @Sendable () -> Void = {
             let outcome = framer.consume(whole) { line in
                 frames &+= 1
                 length &+= line.count
-                return true
+                return .proceed
             }
             precondition(outcome == .consumed && frames == 1_000)
             blackHole(length)
@@ -64,7 +64,7 @@ let benchmarks: @Sendable () -> Void = {
                 let count = min(read, whole.count - offset)
                 _ = framer.consume(UnsafeRawBufferPointer(rebasing: whole[offset..<(offset + count)])) { line in
                     frames &+= line.count > 0 ? 1 : 0
-                    return true
+                    return .proceed
                 }
                 offset += count
             }

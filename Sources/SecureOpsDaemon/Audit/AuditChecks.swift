@@ -178,28 +178,28 @@ enum AuditChecks {
     }
 
     /// The descriptor limit against what the daemon promises: enough room
-    /// for the connection cap, and a per-uid cap so one user cannot take it all.
+    /// for the connection cap, slots no other user can take, and a per-uid
+    /// cap below the unreserved capacity.
     static let descriptorLimit = AuditCheck(
         id: "descriptor-limit", title: "RLIMIT_NOFILE against the connection caps", severity: .medium, deepOnly: false
     ) { env in
         var limit = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         let capacity = env.services.engine?.statistics.connectionCapacity ?? 0
+        let reserved = min(max(0, env.options.engine.reservedConnections), capacity / 2)
         let policy = env.services.policy
         let perUid = policy.limits.maxConnectionsPerUid
-        let base = "RLIMIT_NOFILE \(limit.rlim_cur) (hard \(limit.rlim_max)): room for \(capacity) connections"
+        let base = "RLIMIT_NOFILE \(limit.rlim_cur) (hard \(limit.rlim_max)): room for \(capacity) connections, \(reserved) of them kept for root and uid \(env.daemonUID)"
         if limit.rlim_cur < 4096 {
             return .warn("\(base); raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more clients")
         }
-        if !policy.grants.isEmpty {
-            guard let perUid else {
-                return .warn("\(base), and no limits.maxConnectionsPerUid: one granted user can take every slot; set a cap in \(policy.path ?? "the policy")")
-            }
-            if perUid >= capacity {
-                return .warn("\(base); limits.maxConnectionsPerUid \(perUid) is not below it, so one user can still take every slot")
-            }
+        if reserved == 0 {
+            return .warn("\(base): with no reserved slots, other users can hold every slot and lock root out; keep --reserved-connections above 0")
         }
-        return .pass("\(base); per-uid cap \(perUid.map(String.init) ?? "none (only root and the daemon's user may connect)")")
+        if !policy.grants.isEmpty && perUid >= capacity - reserved {
+            return .warn("\(base); limits.maxConnectionsPerUid \(perUid) is not below the \(capacity - reserved) unreserved slots, so one granted user can take all of them")
+        }
+        return .pass("\(base); per-uid cap \(perUid) for everyone else")
     }
 
     /// io_uring as this kernel offers it; `deep` also probes, on a

@@ -57,7 +57,7 @@ public final class AuditTrail: Sendable {
     // MARK: - Authorization (loop thread)
 
     /// A request the policy does not allow this peer (rate-limited).
-    func denied(peer: PeerCred, verb: IpcRequest.Verb) {
+    func denied(peer: PeerCred, verb: PolicyVerb) {
         guard admitDenialRecord(uid: peer.uid) else { return }
         log.record("denied", peerFields(peer) + ["verb": .string(verb.rawValue)])
     }
@@ -66,6 +66,13 @@ public final class AuditTrail: Sendable {
     func connectionRefused(peer: PeerCred, reason: String) {
         guard admitDenialRecord(uid: peer.uid) else { return }
         log.record("connection-refused", peerFields(peer) + ["reason": .string(AuditText.clip(reason))])
+    }
+
+    /// A subscription a reload took `subscribe` away from.
+    func subscriptionEnded(peer: PeerCred, policyVersion: Int) {
+        log.record("subscription-ended", peerFields(peer) + [
+            "policyVersion": .number(JSONNumber(policyVersion)), "reason": "the policy no longer grants subscribe",
+        ])
     }
 
     /// A subscriber the engine disconnected for lag or a stuck send.

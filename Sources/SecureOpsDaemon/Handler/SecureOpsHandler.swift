@@ -40,8 +40,10 @@ public final class SecureOpsHandler: RequestHandler {
         return .refuse(Self.grantedNothingMessage(connection.peer, policy: policy))
     }
 
+    /// Says what a refused peer needs, not where the policy lives: the
+    /// peer may be the watched agent itself.
     static func grantedNothingMessage(_ peer: PeerCred, policy: Policy) -> String {
-        "not authorized: uid \(peer.uid) may not use this socket (policy version \(policy.version) grants it nothing); ask an administrator for a grant in \(policy.path ?? "the policy file")"
+        "not authorized: uid \(peer.uid) may not use this socket (policy version \(policy.version) grants it nothing); ask an administrator for a grant"
     }
 
     private func allowedVerbs(_ connection: ConnectionInfo) -> VerbSet {
@@ -52,6 +54,23 @@ public final class SecureOpsHandler: RequestHandler {
         let verbs = policy.allowedVerbs(for: peer, groups: connection.groups, daemonUID: services.daemonUID)
         grants[connection.id] = CachedGrant(verbs: verbs, generation: generation)
         return verbs
+    }
+
+    /// After a reload, every open connection is held to the new policy:
+    /// one granted nothing is closed, a subscription without `subscribe`
+    /// ends (its connection keeps the verbs it still has).
+    public func review(_ connection: ConnectionInfo, isSubscribed: Bool) -> Review {
+        let verbs = allowedVerbs(connection)
+        let policy = services.policy
+        if verbs.isEmpty {
+            services.trail.connectionRefused(peer: connection.peer, reason: "policy version \(policy.version) grants this peer nothing (reload)")
+            return .close(Self.grantedNothingMessage(connection.peer, policy: policy))
+        }
+        if isSubscribed && !verbs.contains(.subscribe) {
+            services.trail.subscriptionEnded(peer: connection.peer, policyVersion: policy.version)
+            return .endSubscription("subscription ended: policy version \(policy.version) no longer grants uid \(connection.peer.uid) \"subscribe\" (allowed: \(verbs.description))")
+        }
+        return .keep
     }
 
     public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {
@@ -74,27 +93,28 @@ public final class SecureOpsHandler: RequestHandler {
     // MARK: - Requests
 
     public func handle(_ request: IpcRequest, context: RequestContext) throws -> Reply {
+        let verb = PolicyVerb(request)
         // Root and the daemon's uid: no policy lookup, no copy of the
         // connection's details on the way.
         let verbs = context.peer.isPrivileged(daemonUID: services.daemonUID) ? VerbSet.all : allowedVerbs(context.connection)
-        guard verbs.contains(request.verb) else {
+        guard verbs.contains(verb) else {
             let peer = context.connection.peer
-            services.logger.notice("denied request", metadata: ["peer": "\(peer)", "verb": "\(request.verb.rawValue)"])
-            services.trail.denied(peer: peer, verb: request.verb)
+            services.trail.denied(peer: peer, verb: verb)
             if verbs.isEmpty {
                 // A reload took every grant away: like a refused peer, one
                 // error and the connection is closed.
                 writeError(Self.grantedNothingMessage(peer, policy: services.policy), into: &context.response)
                 return .respondAndClose
             }
-            throw IpcError.unauthorized("uid \(peer.uid) may not use \"\(request.verb.rawValue)\" (allowed: \(verbs.description))")
+            throw IpcError.unauthorized("uid \(peer.uid) may not use \(verb.requestDescription) (allowed: \(verbs.description))")
         }
         switch request {
         case .ping:
             context.response.bytes.append(contentsOf: OkFrame.empty)
             return .respond
         case .status:
-            try OkFrame.write(status(context.statistics), into: &context.response)
+            let detailed = verbs == .all
+            try OkFrame.write(status(context.statistics, detailed: detailed), into: &context.response)
             return .respond
         case .publish(let alert):
             return try publish(alert, context: context)
@@ -111,19 +131,17 @@ public final class SecureOpsHandler: RequestHandler {
             writeAlerts(limit: limit ?? WireDefaults.alertsLimit, context: context)
             return .respond
         case .kill(let reason):
-            return kill(reason: reason, peer: context.connection.peer)
+            return offload(verb, context) { services, peer in
+                try services.kill(reason: reason, peer: peer)
+            }
         case .audit(let options):
-            let services = self.services
-            let peer = context.connection.peer
-            return .offload {
+            return offload(verb, context) { services, peer in
                 let report = AuditRunner(services: services, options: options).run()
                 services.trail.auditRun(report, peer: peer)
                 return try OffloadedReply.writing { try OkFrame.write(report, into: &$0) }
             }
         case .reloadPolicy:
-            let services = self.services
-            let peer = context.connection.peer
-            return .offload {
+            return offload(verb, context) { services, peer in
                 let policy = try services.reloadPolicy(trigger: .request(peer))
                 return OffloadedReply.writing { writer in
                     writeOk(into: &writer) { writer in
@@ -135,11 +153,18 @@ public final class SecureOpsHandler: RequestHandler {
         }
     }
 
+    /// Publishes with the publisher's kernel credentials as `origin`, so
+    /// nobody can pass an alert off as someone else's; the daemon's own
+    /// source name is not for peers.
     private func publish(_ alert: AlertInput, context: RequestContext) throws -> Reply {
         guard !alert.source.isEmpty else { throw PublishError("alert.source: must not be empty") }
         guard !alert.message.isEmpty else { throw PublishError("alert.message: must not be empty") }
+        guard !DaemonServices.isReservedSource(alert.source) else {
+            throw PublishError("alert.source: \"\(DaemonServices.reservedSource)\" is reserved for the daemon's own alerts; name your own source")
+        }
+        let origin = AlertOrigin(context.peer)
         let sequence = context.publish { sequence, milliseconds, writer in
-            AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, into: &writer)
+            AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, origin: origin, into: &writer)
         }
         writeOk(into: &context.response) { writer in
             writer.key("sequence")
@@ -148,67 +173,53 @@ public final class SecureOpsHandler: RequestHandler {
         return .respond
     }
 
+    /// At most `WireDefaults.alertsLimitMaximum` alerts and
+    /// `alertsReplyMaxBytes` bytes, whatever `limit` asks: a 40-byte request
+    /// must not make a reply the size of everything retained.
     private func writeAlerts(limit: Int, context: RequestContext) {
         context.response.beginObject()
         context.response.key("type")
         context.response.string("ok")
         context.response.key("alerts")
         context.response.beginArray()
-        context.forEachRetainedFrame(newest: max(0, limit)) { _, frame in
+        let capped = min(max(0, limit), WireDefaults.alertsLimitMaximum)
+        let truncated = context.forEachRetainedFrame(newest: capped, maxBytes: WireDefaults.alertsReplyMaxBytes) { _, frame in
             AlertFrame.writeAlertObject(fromFrame: frame, into: &context.response)
         }
         context.response.endArray()
+        if truncated {
+            context.response.key("truncated")
+            context.response.bool(true)
+        }
         context.response.endObject()
         context.response.newline()
     }
 
-    private func kill(reason: String?, peer: PeerCred) -> Reply {
+    /// Offloaded work, checked against the policy in force when it runs,
+    /// not only when it was read: a reload between the two (queued behind
+    /// this connection's earlier offloaded requests, or on the pool) takes
+    /// effect for everything that has not run yet.
+    private func offload(
+        _ verb: PolicyVerb, _ context: RequestContext,
+        _ work: @escaping @Sendable (DaemonServices, PeerCred) throws -> OffloadedReply
+    ) -> Reply {
         let services = self.services
+        let connection = context.connection
         return .offload {
-            let now = DaemonServices.realtimeMilliseconds()
-            var persisted = true
-            var alreadyTripped = false
-            do {
-                if case .alreadyTripped = try services.killSwitch.trip(reason: reason, peer: peer, timestampMilliseconds: now) {
-                    alreadyTripped = true
-                }
-            } catch {
-                // The switch trips in memory even when the disk fails; the
-                // failure is reported, not allowed to block the kill.
-                persisted = false
-                services.logger.error("kill switch tripped but could not be persisted: \(error)")
-            }
-            let sequence = services.broadcastKillAlert(reason: reason, peer: peer, alreadyTripped: alreadyTripped)
-            services.logger.critical(alreadyTripped ? "kill requested again (the switch stays tripped as first recorded)" : "kill switch tripped", metadata: [
-                "reason": "\(reason.map(Printable.escape) ?? "none")", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "alert": "\(sequence)",
-            ])
-            // On disk (fsync'd) before the caller hears "ok".
-            services.trail.killed(reason: reason, peer: peer, alertSequence: sequence, persisted: persisted, alreadyTripped: alreadyTripped)
-            services.onKill.request(OnKillRunner.Request(reason: reason, peer: peer))
-            return OffloadedReply.writing { writer in
-                writeOk(into: &writer) { writer in
-                    writer.key("killed")
-                    writer.bool(true)
-                    writer.key("sequence")
-                    writer.uint(sequence)
-                    if !persisted {
-                        writer.key("persisted")
-                        writer.bool(false)
-                    }
-                    if alreadyTripped {
-                        writer.key("alreadyTripped")
-                        writer.bool(true)
-                    }
-                }
-            }
+            try services.recheck(verb, for: connection)
+            return try work(services, connection.peer)
         }
     }
 
-    private func status(_ statistics: EngineStatistics) -> DaemonStatus {
+    /// `detailed` for operators (root, the daemon's uid, peers granted
+    /// `*`); everyone else sees counters but not who tripped the switch and
+    /// why, the daemon's pid, or paths in error messages (the fields stay,
+    /// as null or 0, so every client still decodes them).
+    private func status(_ statistics: EngineStatistics, detailed: Bool) -> DaemonStatus {
         let kill = services.killSwitch.current
         var status = MonitorStatus(
-            running: true, killed: kill.killed, killReason: kill.reason, uptimeSecs: (services.uptimeSeconds * 1000).rounded() / 1000,
-            pid: getpid(), version: services.version, connections: statistics.connections,
+            running: true, killed: kill.killed, killReason: detailed ? kill.reason : nil, uptimeSecs: (services.uptimeSeconds * 1000).rounded() / 1000,
+            pid: detailed ? getpid() : 0, version: services.version, connections: statistics.connections,
             subscribers: statistics.subscribers, alertsPublished: statistics.broadcastPublished,
             alertsRetained: statistics.broadcastRetained, lastSequence: statistics.lastSequence,
             lagEvents: statistics.lagEvents, policyVersion: services.policy.version)
@@ -223,7 +234,11 @@ public final class SecureOpsHandler: RequestHandler {
         status.ioUring = services.engine?.ringDescription
         status.epoch = services.engine?.epoch.description
         status.frameTimeouts = statistics.frameTimeouts
-        return DaemonStatus(status, auditLog: services.trail.health)
+        status.readingPaused = statistics.readingPaused
+        status.framesReceived = statistics.framesReceived
+        var auditLog = services.trail.health
+        if !detailed { auditLog.lastError = auditLog.lastError.map { _ in "writes are failing (details for operators)" } }
+        return DaemonStatus(status, auditLog: auditLog)
     }
 }
 
@@ -240,25 +255,4 @@ func writeOk(into writer: inout JSONWriter, _ body: (inout JSONWriter) -> Void) 
     body(&writer)
     writer.endObject()
     writer.newline()
-}
-
-extension DaemonServices {
-    /// Broadcasts the `critical` kill alert with the reason and the caller.
-    func broadcastKillAlert(reason: String?, peer: PeerCred, alreadyTripped: Bool) -> UInt64 {
-        var members: JSONObject = [
-            "reason": reason.map { .string($0) } ?? .null,
-            "uid": .number(JSONNumber(Int(peer.uid))),
-            "pid": .number(JSONNumber(Int(peer.pid))),
-        ]
-        if alreadyTripped { members.members.append(.init(key: "alreadyTripped", value: .bool(true))) }
-        let what = alreadyTripped ? "kill requested again (switch already tripped)" : "kill switch tripped"
-        let alert = AlertInput(
-            severity: .critical, source: "secureopsd",
-            message: reason.map { "\(what): \($0)" } ?? what,
-            details: RawJSON(.object(members)))
-        guard let engine else { return 0 }
-        return engine.publish { sequence, milliseconds, writer in
-            AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, into: &writer)
-        }
-    }
 }

@@ -47,8 +47,12 @@ public struct Policy: Sendable, Equatable {
     }
 
     public struct Limits: Sendable, Equatable {
+        /// Connections one uid other than root and the daemon's may hold,
+        /// unless the policy says otherwise.
+        public static let defaultMaxConnectionsPerUid = 1024
+
         public var maxFrameBytes = WireDefaults.maxFrameBytes
-        public var maxConnectionsPerUid: Int?
+        public var maxConnectionsPerUid = Limits.defaultMaxConnectionsPerUid
         public var retainedAlerts = 65_536
         public var onLag = LagPolicy.skip
 
@@ -86,23 +90,49 @@ extension PeerCred {
     }
 }
 
-/// A set of request verbs, as a bit mask.
+/// What a policy grants: each request type of WIRE.md by its tag, and
+/// `auditFix`: an `audit` with `"fix":true` changes the host (file modes),
+/// so reading the audit does not imply it.
+public enum PolicyVerb: String, Sendable, CaseIterable {
+    case ping, status, audit, auditFix, kill, subscribe, alerts, reloadPolicy, publish
+
+    /// The verb `request` needs.
+    public init(_ request: IpcRequest) {
+        switch request {
+        case .ping: self = .ping
+        case .status: self = .status
+        case .audit(let options): self = options.fix ? .auditFix : .audit
+        case .kill: self = .kill
+        case .subscribe: self = .subscribe
+        case .alerts: self = .alerts
+        case .reloadPolicy: self = .reloadPolicy
+        case .publish: self = .publish
+        }
+    }
+
+    /// How a denial names what was asked.
+    public var requestDescription: String {
+        self == .auditFix ? "\"audit\" with \"fix\" (policy verb \"auditFix\")" : "\"\(rawValue)\""
+    }
+}
+
+/// A set of policy verbs, as a bit mask.
 public struct VerbSet: OptionSet, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
-    public init(_ verb: IpcRequest.Verb) {
-        rawValue = 1 << UInt16(IpcRequest.Verb.allCases.firstIndex(of: verb)!)
+    public init(_ verb: PolicyVerb) {
+        rawValue = 1 << UInt16(PolicyVerb.allCases.firstIndex(of: verb)!)
     }
 
-    public static let all = VerbSet(rawValue: (1 << UInt16(IpcRequest.Verb.allCases.count)) - 1)
+    public static let all = VerbSet(rawValue: (1 << UInt16(PolicyVerb.allCases.count)) - 1)
 
-    public func contains(_ verb: IpcRequest.Verb) -> Bool {
+    public func contains(_ verb: PolicyVerb) -> Bool {
         contains(VerbSet(verb))
     }
 
-    public var verbs: [IpcRequest.Verb] {
-        IpcRequest.Verb.allCases.filter { contains($0) }
+    public var verbs: [PolicyVerb] {
+        PolicyVerb.allCases.filter { contains($0) }
     }
 
     public var description: String {

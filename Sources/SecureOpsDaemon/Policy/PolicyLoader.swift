@@ -87,10 +87,10 @@ public enum PolicyLoader {
             for verb in grant.allow {
                 if verb == "*" {
                     allow = .all
-                } else if let known = IpcRequest.Verb(rawValue: verb) {
+                } else if let known = PolicyVerb(rawValue: verb) {
                     allow.insert(VerbSet(known))
                 } else {
-                    throw Failure(path: path, reason: "\(place).allow: unknown verb \"\(verb)\"; expected \"*\" or one of \(IpcRequest.Verb.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw Failure(path: path, reason: "\(place).allow: unknown verb \"\(verb)\"; expected \"*\" or one of \(PolicyVerb.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
             }
             if let uid = grant.uid {

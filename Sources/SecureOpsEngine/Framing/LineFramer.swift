@@ -22,18 +22,32 @@ public struct LineFramer: Sendable {
         /// The line handler asked to stop (the connection is closing); the
         /// rest of the input was dropped.
         case stopped
+        /// The line handler asked to pause after a frame: the bytes from
+        /// `resumeAt` on (perhaps none) were not looked at; feed them again
+        /// later. (`carry` is empty: a pause only ever follows a whole frame.)
+        case paused(resumeAt: Int)
+    }
+
+    /// What the line handler wants after a frame.
+    public enum Next: Sendable {
+        /// The next frame, if there is one.
+        case proceed
+        /// Nothing more now: the rest is handed back (`Outcome.paused`).
+        case pause
+        /// Nothing more ever: the rest is dropped (`Outcome.stopped`).
+        case stop
     }
 
     public init(maxFrameBytes: Int) {
         self.maxFrameBytes = maxFrameBytes
     }
 
-    /// Feeds `bytes` and calls `onFrame` for every complete, non-empty frame.
-    /// `onFrame` returns false to stop early.
+    /// Feeds `bytes` and calls `onFrame` for every complete, non-empty frame,
+    /// which says whether to go on, pause or stop.
     @inline(__always)
     public mutating func consume(
         _ bytes: UnsafeRawBufferPointer,
-        onFrame: (UnsafeRawBufferPointer) -> Bool
+        onFrame: (UnsafeRawBufferPointer) -> Next
     ) -> Outcome {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return .consumed }
         var start = 0
@@ -51,8 +65,12 @@ public struct LineFramer: Sendable {
             let keepGoing = carry.withUnsafeBytes { line in emit(line, onFrame) }
             if case .tooLarge = keepGoing { return tooLarge() }
             carry.removeAll(keepingCapacity: carry.capacity <= 4096)
-            if case .stop = keepGoing { return .stopped }
             start = newline + 1
+            switch keepGoing {
+            case .stop: return .stopped
+            case .pause: return .paused(resumeAt: start)
+            case .next, .tooLarge: break
+            }
         }
 
         while start < end {
@@ -63,25 +81,30 @@ public struct LineFramer: Sendable {
                 return .consumed
             }
             let result = emit(UnsafeRawBufferPointer(start: base + start, count: newline - start), onFrame)
+            start = newline + 1
             switch result {
             case .next: break
             case .stop: return .stopped
+            case .pause: return .paused(resumeAt: start)
             case .tooLarge: return tooLarge()
             }
-            start = newline + 1
         }
         return .consumed
     }
 
-    private enum Emit { case next, stop, tooLarge }
+    private enum Emit { case next, pause, stop, tooLarge }
 
     @inline(__always)
-    private func emit(_ line: UnsafeRawBufferPointer, _ onFrame: (UnsafeRawBufferPointer) -> Bool) -> Emit {
+    private func emit(_ line: UnsafeRawBufferPointer, _ onFrame: (UnsafeRawBufferPointer) -> Next) -> Emit {
         var count = line.count
         if count > 0 && line[count - 1] == UInt8(ascii: "\r") { count -= 1 }
         if count == 0 { return .next }
         if count > maxFrameBytes { return .tooLarge }
-        return onFrame(UnsafeRawBufferPointer(start: line.baseAddress, count: count)) ? .next : .stop
+        switch onFrame(UnsafeRawBufferPointer(start: line.baseAddress, count: count)) {
+        case .proceed: return .next
+        case .pause: return .pause
+        case .stop: return .stop
+        }
     }
 
     private mutating func tooLarge() -> Outcome {

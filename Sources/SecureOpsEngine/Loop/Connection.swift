@@ -31,15 +31,25 @@ final class Connection {
     /// 0 when there is none.
     @exclusivity(unchecked) var frameStartedAt: UInt64 = 0
 
+    /// Whether its requests are read (see `ReadState`).
+    @exclusivity(unchecked) var readState = ReadState.reading
+    /// Bytes received while `paused` (or left over when a pause came in the
+    /// middle of a read), handled in order before anything read later.
+    /// Bounded by what the socket held when reading stopped.
+    @exclusivity(unchecked) var heldInput: [UInt8] = []
+
     // Operations in the kernel. The socket is closed only when all are reaped.
     @exclusivity(unchecked) var receiveArmed = false
-    @exclusivity(unchecked) var receiveWanted = true
     /// At shutdown: once the armed receive has ended, read what the kernel
     /// already holds for this socket, so requests sent before shutdown are
     /// answered.
     @exclusivity(unchecked) var drainInputWhenReceiveEnds = false
     @exclusivity(unchecked) var hangupPollArmed = false
     @exclusivity(unchecked) var send: SendOperation?
+    /// When the send in flight began; partial progress does not move it,
+    /// so everything a send carries must leave within the stuck-send
+    /// deadline (a reader that takes a byte now and then cannot keep the
+    /// memory it pins forever).
     @exclusivity(unchecked) var sendStartedAt: UInt64 = 0
 
     // Replies.
@@ -48,7 +58,12 @@ final class Connection {
     /// Replies waiting for an earlier offloaded reply, in request order.
     /// Empty unless an offloaded handler is outstanding.
     @exclusivity(unchecked) var orderedReplies: [PendingReply] = []
+    /// Offloaded requests not yet answered (running or waiting).
     @exclusivity(unchecked) var outstandingOffloads = 0
+    /// Whether one of its offloaded requests runs on the pool now; the
+    /// rest wait here, in request order.
+    @exclusivity(unchecked) var offloadRunning = false
+    @exclusivity(unchecked) var waitingOffloads: [WaitingOffload] = []
     @exclusivity(unchecked) var queuedForFlush = false
 
     // Subscription: the sequence of the next broadcast frame to send.
@@ -75,9 +90,36 @@ final class Connection {
         (output?.count ?? 0) + (send?.responseBytes ?? 0)
     }
 
+    /// Whether its replies or offloaded requests are at their limits, so no
+    /// further frame of it may be handled now.
+    func isOverLimits(_ limits: EngineLimits) -> Bool {
+        pendingOutputBytes > limits.maxPendingOutputBytes || outstandingOffloads >= limits.maxPendingRequests
+    }
+
     func tag(_ kind: OperationKind) -> OperationTag {
         OperationTag(kind: kind, slot: slot, generation: generation)
     }
+}
+
+/// Whether a connection's requests are read and handled.
+enum ReadState: Equatable {
+    /// Frames are read and handled as they arrive.
+    case reading
+    /// Its replies or offloaded requests are over their limits: no frame is
+    /// handled, even one already received, until they drain below half;
+    /// the kernel's socket buffer then pushes back on the client.
+    /// `peerFinished`: the peer has half-closed meanwhile; once what it
+    /// sent is handled, the connection ends as on end of stream.
+    case paused(peerFinished: Bool)
+    /// Nothing more will be handled (it is closing, was refused, sent a
+    /// frame that closes it, or half-closed as a subscriber).
+    case stopped
+}
+
+/// Offloaded work waiting for the connection's previous offload to finish.
+struct WaitingOffload {
+    let requestID: UInt64
+    let work: @Sendable () throws -> OffloadedReply
 }
 
 /// A reply that must wait for an earlier request's offloaded reply.

@@ -18,9 +18,14 @@ public struct EngineLimits: Sendable, Equatable {
     public var maxConnections: Int?
     /// Open connections per peer uid at most; `nil` for no per-uid cap.
     public var maxConnectionsPerUID: Int?
-    /// Uids the per-uid cap does not apply to (a daemon exempts root and
-    /// its own uid: the cap protects against other users).
-    public var uidsExemptFromPerUIDCap: Set<UInt32> = []
+    /// Peer uids the per-uid cap does not apply to, and the only ones
+    /// admitted to the reserved slots (a daemon names root and its own uid:
+    /// the caps protect against other users, not the operators).
+    public var privilegedUIDs: Set<UInt32> = []
+    /// Connection slots kept for `privilegedUIDs`: once all but these are
+    /// taken, other peers are refused, so nobody can lock the operators
+    /// out. At most half the capacity.
+    public var reservedConnections = 0
     /// Response bytes queued for one connection before the engine stops
     /// reading its requests (it resumes below half). Broadcast frames are
     /// not counted: they live once in the ring.
@@ -36,7 +41,10 @@ public struct EngineLimits: Sendable, Equatable {
     /// A frame must be complete this long after its first byte arrived, or
     /// the connection gets an error and is closed (a slowloris defence).
     public var frameTimeout = Duration.seconds(30)
-    /// A connection whose send has made no progress for this long is closed.
+    /// A connection whose send has not finished this long after it began is
+    /// closed (a send carries at most `maxBytesPerSend` of broadcast frames
+    /// plus the replies queued when it began; partial progress does not
+    /// extend the deadline).
     public var stuckSendTimeout = Duration.seconds(10)
     /// The most bytes one send to one connection carries, so a burst is
     /// shared fairly between connections.

@@ -24,6 +24,9 @@ public struct EngineStatistics: Sendable, Equatable {
     public var receiveBufferExhaustions = 0
     public var acceptErrors = 0
     public var offloadsInFlight = 0
+    /// Connections whose requests are not read now because their replies
+    /// or offloaded requests are at their limits.
+    public var readingPaused = 0
 }
 
 /// The live counters behind `EngineStatistics`. Written by the loop thread
@@ -49,6 +52,7 @@ final class EngineCounters: Sendable {
     let receiveBufferExhaustions = Atomic<Int>(0)
     let acceptErrors = Atomic<Int>(0)
     let offloadsInFlight = Atomic<Int>(0)
+    let readingPaused = Atomic<Int>(0)
 
     var snapshot: EngineStatistics {
         EngineStatistics(
@@ -71,6 +75,7 @@ final class EngineCounters: Sendable {
             completionQueueOverflows: completionQueueOverflows.load(ordering: .relaxed),
             receiveBufferExhaustions: receiveBufferExhaustions.load(ordering: .relaxed),
             acceptErrors: acceptErrors.load(ordering: .relaxed),
-            offloadsInFlight: offloadsInFlight.load(ordering: .relaxed))
+            offloadsInFlight: offloadsInFlight.load(ordering: .relaxed),
+            readingPaused: readingPaused.load(ordering: .relaxed))
     }
 }

@@ -39,7 +39,7 @@ extension EventLoop {
     }
 
     private func rearmIfWanted(_ connection: Connection) {
-        if connection.state == .open && connection.receiveWanted && !connection.receiveArmed {
+        if connection.state == .open && connection.readState == .reading && !connection.receiveArmed {
             armReceive(connection)
         }
     }
@@ -49,10 +49,18 @@ extension EventLoop {
         if !more { connection.receiveArmed = false }
         if result > 0 {
             let id = UInt16(truncatingIfNeeded: flags >> CU_CQE_BUFFER_SHIFT)
-            // Lines are decoded straight out of the kernel's buffer; only a
-            // partial tail is copied, so the buffer can go back at once.
-            if connection.state == .open || connection.drainInputWhenReceiveEnds {
-                consume(receiveBuffers.bytes(id: id, length: Int(result)), from: connection)
+            let bytes = receiveBuffers.bytes(id: id, length: Int(result))
+            switch connection.readState {
+            case .reading:
+                // Lines are decoded straight out of the kernel's buffer; only
+                // a partial tail is copied, so the buffer can go back at once.
+                assert(connection.heldInput.isEmpty, "held input is handled before reading resumes")
+                consume(bytes, from: connection)
+            case .paused:
+                // Arrived before the cancel took effect: kept, in order.
+                connection.heldInput.append(contentsOf: bytes)
+            case .stopped:
+                if connection.drainInputWhenReceiveEnds { consume(bytes, from: connection) }
             }
             receiveBuffers.recycle(id: id)
         } else if result == 0 {
@@ -77,7 +85,7 @@ extension EventLoop {
         case .open:
             if starved {
                 starvedReceives.append(connection)
-            } else if !endOfStream && connection.receiveWanted {
+            } else if !endOfStream && connection.readState == .reading {
                 receiveRearmQueue.append(connection)
             }
         case .draining:
@@ -93,11 +101,22 @@ extension EventLoop {
         }
     }
 
-    /// Splits `bytes` into frames and dispatches them in order.
+    /// Splits `bytes` into frames and dispatches them in order, until the
+    /// connection goes over its limits: what follows is held, unread, until
+    /// it drains (a burst of requests in one read costs no more than the
+    /// limits allow, however many it holds).
     func consume(_ bytes: UnsafeRawBufferPointer, from connection: Connection) {
         let outcome = connection.framer.consume(bytes) { frame in
             counters.framesReceived.add(1, ordering: .relaxed)
-            return dispatcher.dispatch(frame: frame, connection: connection, loop: self)
+            guard dispatcher.dispatch(frame: frame, connection: connection, loop: self) else { return .stop }
+            if case .paused = connection.readState { return .pause }
+            return connection.isOverLimits(limits) ? .pause : .proceed
+        }
+        if case .paused(let resumeAt) = outcome {
+            if resumeAt < bytes.count {
+                connection.heldInput.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[resumeAt...]))
+            }
+            pauseReading(connection)
         }
         // Time an unfinished frame from its first byte (see housekeeping).
         if connection.framer.carry.isEmpty {
@@ -124,8 +143,20 @@ extension EventLoop {
         if poller.revents & Int16(POLLHUP) != 0 || poller.revents & Int16(POLLERR) != 0 {
             connection.closeReason = .peerClosed
             beginClose(connection)
-        } else if connection.isSubscribed && connection.outstandingOffloads == 0 {
-            connection.receiveWanted = false
+        } else if case .paused = connection.readState {
+            // What it sent before is still to be handled: end once it is.
+            connection.readState = .paused(peerFinished: true)
+        } else {
+            peerFinishedSending(connection)
+        }
+    }
+
+    /// Everything the peer sent before its half-close has been handled: a
+    /// subscriber keeps streaming until it hangs up; anyone else gets its
+    /// replies, then the connection closes.
+    private func peerFinishedSending(_ connection: Connection) {
+        if connection.isSubscribed && connection.outstandingOffloads == 0 {
+            connection.readState = .stopped
             armHangupPoll(connection)
         } else {
             beginDrain(connection, reason: .peerClosed)
@@ -155,7 +186,8 @@ extension EventLoop {
     private func readRemainingInput(_ connection: Connection) {
         var budget = 1 << 20
         withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 16) { buffer in
-            while budget > 0 {
+            // Not past the limits: held input is not handled while draining.
+            while budget > 0 && connection.heldInput.isEmpty {
                 let n = recv(connection.fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
                 guard n > 0 else { return }
                 budget -= n
@@ -174,7 +206,8 @@ extension EventLoop {
         // An earlier offloaded reply may hold the error in the queue; stop
         // reading now all the same, so nothing after the bad frame is parsed.
         if connection.state == .open {
-            connection.receiveWanted = false
+            connection.readState = .stopped
+            connection.heldInput = []
             if connection.receiveArmed { cancel(connection.tag(.receive).userData) }
         }
     }
@@ -184,19 +217,39 @@ extension EventLoop {
     /// Stops reading requests from a connection whose replies pile up;
     /// the kernel's socket buffer then pushes back on the client.
     func pauseReadingIfOverLimits(_ connection: Connection) {
-        guard connection.receiveWanted, connection.state == .open else { return }
-        guard connection.pendingOutputBytes > limits.maxPendingOutputBytes
-            || connection.outstandingOffloads >= limits.maxPendingRequests else { return }
-        connection.receiveWanted = false
+        if connection.isOverLimits(limits) { pauseReading(connection) }
+    }
+
+    private func pauseReading(_ connection: Connection) {
+        guard connection.readState == .reading, connection.state == .open else { return }
+        connection.readState = .paused(peerFinished: false)
+        counters.readingPaused.add(1, ordering: .relaxed)
         if connection.receiveArmed { cancel(connection.tag(.receive).userData) }
     }
 
+    /// Once its replies and offloaded requests are below half their limits:
+    /// handles what was held back, then reads again (or, if the peer
+    /// finished sending meanwhile, ends as on end of stream).
     func resumeReadingIfBelowLimits(_ connection: Connection) {
-        guard !connection.receiveWanted, connection.state == .open, !connection.hangupPollArmed else { return }
+        guard case .paused(let peerFinished) = connection.readState, connection.state == .open else { return }
         guard connection.pendingOutputBytes <= limits.maxPendingOutputBytes / 2,
               connection.outstandingOffloads < max(1, limits.maxPendingRequests / 2) else { return }
-        connection.receiveWanted = true
-        if !connection.receiveArmed { receiveRearmQueue.append(connection) }
+        connection.readState = .reading
+        counters.readingPaused.add(-1, ordering: .relaxed)
+        if !connection.heldInput.isEmpty {
+            let held = connection.heldInput
+            connection.heldInput = []
+            held.withUnsafeBytes { consume($0, from: connection) }
+        }
+        guard connection.readState == .reading, connection.state == .open else {
+            if peerFinished, case .paused = connection.readState { connection.readState = .paused(peerFinished: true) }
+            return
+        }
+        if peerFinished {
+            peerFinishedSending(connection)
+        } else if !connection.receiveArmed {
+            receiveRearmQueue.append(connection)
+        }
     }
 
     // MARK: - Closing
@@ -207,7 +260,7 @@ extension EventLoop {
         guard connection.state == .open else { return }
         connection.state = .draining
         if connection.closeReason == nil { connection.closeReason = reason }
-        connection.receiveWanted = false
+        leaveReadState(connection)
         if connection.receiveArmed {
             cancel(connection.tag(.receive).userData)
         } else if connection.drainInputWhenReceiveEnds {
@@ -230,13 +283,20 @@ extension EventLoop {
         beginClose(connection)
     }
 
+    /// Reads nothing more (a paused connection's held input is dropped: it
+    /// is closing).
+    private func leaveReadState(_ connection: Connection) {
+        if case .paused = connection.readState { counters.readingPaused.add(-1, ordering: .relaxed) }
+        connection.readState = .stopped
+    }
+
     /// Cancels everything in flight; the socket closes once the last
     /// completion has been reaped (`close()` alone would not stop an armed
     /// multishot receive).
     func beginClose(_ connection: Connection) {
         guard connection.state == .open || connection.state == .draining else { return }
         connection.state = .closing
-        connection.receiveWanted = false
+        leaveReadState(connection)
         if connection.isSubscribed { removeSubscriber(connection) }
         if connection.operationsInFlight {
             cancelAll(fd: connection.fd)
@@ -273,6 +333,11 @@ extension EventLoop {
             connection.output = nil
         }
         connection.orderedReplies.removeAll()
+        if !connection.waitingOffloads.isEmpty {
+            // Never started, so they will never report back.
+            counters.offloadsInFlight.add(-connection.waitingOffloads.count, ordering: .relaxed)
+            connection.waitingOffloads.removeAll()
+        }
         releaseSlot(connection)
         let reason = connection.closeReason ?? .peerClosed
         logger.trace("connection closed", metadata: ["connection": "\(connection.id)", "reason": "\(reason)"])

@@ -66,12 +66,27 @@ extension EventLoop {
     // MARK: - Offloading
 
     /// Runs `work` on the Dispatch pool; its reply comes back through the
-    /// inbox and leaves in request order.
+    /// inbox and leaves in request order. A connection's offloaded work
+    /// runs one at a time, in request order: one client cannot occupy the
+    /// whole pool, and work that has not started yet sees every effect of
+    /// the work before it (a policy reload, say).
     func offload(_ work: @escaping @Sendable () throws -> OffloadedReply, for connection: Connection, requestID: UInt64) -> Bool {
         connection.orderedReplies.append(PendingReply(
             requestID: requestID, ready: false, bytes: [], subscribeAt: nil, closeAfterwards: false))
         connection.outstandingOffloads += 1
         counters.offloadsInFlight.add(1, ordering: .relaxed)
+        if connection.offloadRunning {
+            connection.waitingOffloads.append(WaitingOffload(requestID: requestID, work: work))
+        } else {
+            startOffload(work, for: connection, requestID: requestID)
+        }
+        pauseReadingIfOverLimits(connection)
+        return true
+    }
+
+    private func startOffload(_ work: @escaping @Sendable () throws -> OffloadedReply, for connection: Connection, requestID: UInt64) {
+        assert(!connection.offloadRunning, "one offload at a time per connection")
+        connection.offloadRunning = true
         let id = connection.id
         let inbox = self.inbox
         offloadQueue.async {
@@ -83,8 +98,6 @@ extension EventLoop {
             }
             inbox.post(.offloadFinished(id, requestID: requestID, reply: outcome))
         }
-        pauseReadingIfOverLimits(connection)
-        return true
     }
 
     func offloadFinished(_ id: ConnectionID, requestID: UInt64, outcome: OffloadOutcome) {
@@ -94,6 +107,11 @@ extension EventLoop {
               let index = connection.orderedReplies.firstIndex(where: { $0.requestID == requestID })
         else { return }
         connection.outstandingOffloads -= 1
+        connection.offloadRunning = false
+        if !connection.waitingOffloads.isEmpty {
+            let next = connection.waitingOffloads.removeFirst()
+            startOffload(next.work, for: connection, requestID: next.requestID)
+        }
         switch outcome {
         case .reply(let reply):
             connection.orderedReplies[index].bytes = reply.bytes

@@ -20,6 +20,17 @@ extension EventLoop {
         if cursor < broadcast.nextSequence { queueFlush(connection) }
     }
 
+    /// Ends a subscription the handler no longer allows: no frame after
+    /// this one, then `message` as an error frame, in order after every
+    /// reply already due (a subscription still waiting behind an offloaded
+    /// reply never starts). The connection stays open.
+    func endSubscription(_ connection: Connection, message: String) {
+        removeSubscriber(connection)
+        for index in connection.orderedReplies.indices { connection.orderedReplies[index].subscribeAt = nil }
+        _ = replyWithError(message, to: connection, requestID: connection.nextRequestID)
+        connection.nextRequestID += 1
+    }
+
     func removeSubscriber(_ connection: Connection) {
         let index = connection.subscriberIndex
         guard index >= 0 else { return }
@@ -139,8 +150,8 @@ extension EventLoop {
         }
         if !operation.advance(by: Int(result)) && connection.state != .closing {
             // Partial send: continue from where the kernel stopped, with the
-            // same iovecs (and the same frame references).
-            connection.sendStartedAt = now
+            // same iovecs (and the same frame references). The deadline
+            // stays where it was: it is for the whole send.
             submit(operation, for: connection)
             return
         }

@@ -285,11 +285,16 @@ final class EventLoop {
         }
         let uid = peer.uid
         let groups = PeerCred.groups(ofSocket: fd)
-        guard openConnections < connectionCapacity else {
+        let isPrivileged = limits.privilegedUIDs.contains(uid)
+        let available = isPrivileged ? connectionCapacity : connectionCapacity - reservedSlots
+        guard openConnections < available else {
             counters.connectionsRefused.add(1, ordering: .relaxed)
-            logger.debug("refusing connection: at the connection limit", metadata: ["limit": "\(connectionCapacity)", "peer": "\(peer)"])
+            logger.debug("refusing connection: at the connection limit", metadata: ["limit": "\(available)", "peer": "\(peer)"])
             scratch.reset()
-            dispatcher.writeError("server is at its connection limit (\(connectionCapacity)); try again later", into: &scratch)
+            let message = available < connectionCapacity
+                ? "server is at its connection limit (\(available); the other \(connectionCapacity - available) are reserved); try again later"
+                : "server is at its connection limit (\(connectionCapacity)); try again later"
+            dispatcher.writeError(message, into: &scratch)
             scratch.bytes.withUnsafeBytes { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
             discardPendingInput(fd)
             Glibc.close(fd)
@@ -312,8 +317,7 @@ final class EventLoop {
         logger.trace("connection accepted", metadata: ["connection": "\(connection.id)", "fd": "\(fd)", "peer": "\(peer)"])
         counters.connections.store(openConnections, ordering: .relaxed)
 
-        if let cap = limits.maxConnectionsPerUID, connectionsPerUID[uid, default: 0] > cap,
-           !limits.uidsExemptFromPerUIDCap.contains(uid) {
+        if let cap = limits.maxConnectionsPerUID, connectionsPerUID[uid, default: 0] > cap, !isPrivileged {
             refuse(connection, message: "too many connections for uid \(uid) (limit \(cap)); close some and retry")
             return
         }
@@ -336,25 +340,39 @@ final class EventLoop {
     /// and are closed once it has been sent.
     private func reviewConnections() {
         var closed = 0
+        var ended = 0
         for case let connection? in connections where connection.state == .open {
-            if case .refuse(let message) = dispatcher.admit(connection.info) {
+            let subscribed = connection.isSubscribed || connection.orderedReplies.contains { $0.subscribeAt != nil }
+            switch dispatcher.review(connection.info, isSubscribed: subscribed) {
+            case .keep:
+                break
+            case .endSubscription(let message):
+                guard subscribed else { break }
+                endSubscription(connection, message: message)
+                ended += 1
+            case .close(let message):
                 if connection.isSubscribed { removeSubscriber(connection) }
                 closeWithError(message, connection, reason: .refused)
                 closed += 1
             }
         }
-        if closed > 0 {
-            logger.notice("closed connections no longer admitted", metadata: ["count": "\(closed)"])
+        if closed > 0 || ended > 0 {
+            logger.notice("reviewed connections", metadata: ["closed": "\(closed)", "subscriptionsEnded": "\(ended)"])
         }
     }
 
     private func refuse(_ connection: Connection, message: String) {
         counters.connectionsRefused.add(1, ordering: .relaxed)
-        connection.receiveWanted = false
+        connection.readState = .stopped
         scratch.reset()
         dispatcher.writeError(message, into: &scratch)
         scratch.bytes.withUnsafeBytes { appendOutput($0, to: connection) }
         beginDrain(connection, reason: .refused)
+    }
+
+    /// Slots only privileged peers may take: as configured, at most half.
+    private var reservedSlots: Int {
+        min(max(0, limits.reservedConnections), connectionCapacity / 2)
     }
 
     // MARK: - Wake-ups
@@ -431,7 +449,7 @@ final class EventLoop {
                     connection, reason: .frameTimeout)
             } else if connection.send != nil && now - connection.sendStartedAt > stuckAfter {
                 counters.slowDisconnects.add(1, ordering: .relaxed)
-                logger.warning("closing slow consumer: its send made no progress for \(limits.stuckSendTimeout)", metadata: [
+                logger.warning("closing slow consumer: a send did not finish within \(limits.stuckSendTimeout)", metadata: [
                     "connection": "\(connection.id)", "peer": "\(connection.peer)",
                 ])
                 connection.closeReason = .stuckSend

@@ -5,6 +5,7 @@ protocol FrameDispatcher: AnyObject {
     /// connection must read no further frames (it is closing).
     func dispatch(frame: UnsafeRawBufferPointer, connection: Connection, loop: EventLoop) -> Bool
     func admit(_ connection: ConnectionInfo) -> Admission
+    func review(_ connection: ConnectionInfo, isSubscribed: Bool) -> Review
     func writeError(_ message: String, into writer: inout JSONWriter)
     func writeLagNotice(skipped: UInt64, resumeAt: UInt64, into writer: inout JSONWriter)
     func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason)
@@ -60,6 +61,10 @@ final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
 
     func admit(_ connection: ConnectionInfo) -> Admission {
         handler.admit(connection)
+    }
+
+    func review(_ connection: ConnectionInfo, isSubscribed: Bool) -> Review {
+        handler.review(connection, isSubscribed: isSubscribed)
     }
 
     func writeError(_ message: String, into writer: inout JSONWriter) {

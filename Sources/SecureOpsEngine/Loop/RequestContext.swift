@@ -63,17 +63,33 @@ public final class RequestContext {
     }
 
     /// Calls `body` with up to `limit` of the newest retained frames, oldest
-    /// first, including frames published a moment ago.
-    public func forEachRetainedFrame(newest limit: Int, _ body: (_ sequence: UInt64, _ frame: UnsafeRawBufferPointer) -> Void) {
+    /// first, including frames published a moment ago. With `maxBytes`,
+    /// only as many of the newest as fit in that many bytes (the newest
+    /// always, whatever its size), so a reply stays bounded whatever was
+    /// retained. Returns true when `maxBytes` left out frames `limit`
+    /// would have included.
+    @discardableResult
+    public func forEachRetainedFrame(
+        newest limit: Int, maxBytes: Int = .max, _ body: (_ sequence: UInt64, _ frame: UnsafeRawBufferPointer) -> Void
+    ) -> Bool {
         loop.absorbPublishedFrames()
         let ring = loop.broadcast
-        guard limit > 0, !ring.isEmpty else { return }
-        let first = max(ring.firstSequence, ring.nextSequence - UInt64(min(limit, ring.count)))
+        guard limit > 0, !ring.isEmpty else { return false }
+        let oldestWanted = max(ring.firstSequence, ring.nextSequence - UInt64(min(limit, ring.count)))
+        var first = ring.nextSequence - 1
+        var bytes = ring.frame(first).count
+        while first > oldestWanted {
+            let size = ring.frame(first - 1).count
+            if bytes + size > maxBytes { break }
+            bytes += size
+            first -= 1
+        }
         var sequence = first
         while sequence < ring.nextSequence {
             body(sequence, ring.frame(sequence))
             sequence += 1
         }
+        return first > oldestWanted
     }
 
     /// The engine's counters right now.

@@ -41,6 +41,22 @@ public protocol RequestHandler: AnyObject, SendableMetatype {
 
     /// Called when a connection admitted or refused by `admit` is gone.
     func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason)
+
+    /// Called for every open connection by `Engine.reviewConnections()`,
+    /// after the rules behind `admit` changed (a policy reload, say): keep
+    /// it, end its subscription (with an error frame saying why; the
+    /// connection stays open), or close it (one error frame, then closed).
+    /// The default asks `admit` again and closes what it refuses.
+    func review(_ connection: ConnectionInfo, isSubscribed: Bool) -> Review
+}
+
+/// What `RequestHandler.review` decided for an open connection.
+public enum Review: Sendable, Equatable {
+    case keep
+    /// Stop sending it broadcast frames; send this error frame instead.
+    case endSubscription(String)
+    /// Send this error frame, then close.
+    case close(String)
 }
 
 extension RequestHandler {
@@ -118,6 +134,13 @@ extension RequestHandler {
     }
 
     public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {}
+
+    public func review(_ connection: ConnectionInfo, isSubscribed: Bool) -> Review {
+        switch admit(connection) {
+        case .admit: .keep
+        case .refuse(let message): .close(message)
+        }
+    }
 }
 
 /// Who a connection belongs to.
@@ -143,7 +166,9 @@ public enum Reply: Sendable {
     /// has been flushed.
     case respondAndClose
     /// Run `work` on the Dispatch pool; its reply is sent in request order.
-    /// A thrown error becomes an error frame.
+    /// A thrown error becomes an error frame. One connection's offloaded
+    /// requests run one at a time, in order: a client that pipelines many
+    /// holds one pool thread, not all of them.
     case offload(@Sendable () throws -> OffloadedReply)
 }
 

@@ -86,6 +86,10 @@ extension IpcResponse: Codable {
             writer.string(alert.message)
             writer.key("details")
             if let details = alert.details { writer.raw(details) } else { writer.null() }
+            if let origin = alert.origin {
+                writer.key("origin")
+                origin.write(into: &writer)
+            }
         }
         writer.endObject()
         writer.newline()

@@ -9,18 +9,26 @@ public struct MonitorAlert: Sendable, Equatable, Codable {
     public var message: String
     /// A JSON object, or `nil` for `null`.
     public var details: RawJSON?
+    /// Who published it, from the kernel (extension: `source` is what the
+    /// publisher claims, `origin` is who it is). Nil from servers that do
+    /// not send it.
+    public var origin: AlertOrigin?
 
-    public init(sequence: UInt64, timestamp: String, severity: Severity, source: String, message: String, details: RawJSON? = nil) {
+    public init(
+        sequence: UInt64, timestamp: String, severity: Severity, source: String, message: String, details: RawJSON? = nil,
+        origin: AlertOrigin? = nil
+    ) {
         self.sequence = sequence
         self.timestamp = timestamp
         self.severity = severity
         self.source = source
         self.message = message
         self.details = details
+        self.origin = origin
     }
 
     enum CodingKeys: String, CodingKey {
-        case sequence, timestamp, severity, source, message, details
+        case sequence, timestamp, severity, source, message, details, origin
     }
 
     public init(from decoder: any Decoder) throws {
@@ -32,6 +40,7 @@ public struct MonitorAlert: Sendable, Equatable, Codable {
         message = try container.decode(String.self, forKey: .message)
         let details = try container.decodeIfPresent(RawJSON.self, forKey: .details)
         self.details = (details?.isNull ?? true) ? nil : details
+        origin = try container.decodeIfPresent(AlertOrigin.self, forKey: .origin)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -42,6 +51,33 @@ public struct MonitorAlert: Sendable, Equatable, Codable {
         try container.encode(source, forKey: .source)
         try container.encode(message, forKey: .message)
         try container.encode(details ?? RawJSON.null, forKey: .details)
+        try container.encodeIfPresent(origin, forKey: .origin)
+    }
+}
+
+/// The publisher of an alert as the kernel identified its connection
+/// (`SO_PEERCRED`): `"origin":{"uid":U,"pid":P}`.
+public struct AlertOrigin: Sendable, Equatable, Codable {
+    public var uid: UInt32
+    public var pid: Int32
+
+    public init(uid: UInt32, pid: Int32) {
+        self.uid = uid
+        self.pid = pid
+    }
+
+    public init(_ peer: PeerCred) {
+        self.init(uid: peer.uid, pid: peer.pid)
+    }
+
+    /// Writes `{"uid":U,"pid":P}` as the next value.
+    func write(into writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("uid")
+        writer.uint(UInt64(uid))
+        writer.key("pid")
+        writer.int(Int(pid))
+        writer.endObject()
     }
 }
 
@@ -53,9 +89,11 @@ public enum AlertFrame {
     /// from the retained frames without re-encoding them).
     public static let prefix: [UInt8] = Array(#"{"type":"alert","#.utf8)
 
-    /// `{"type":"alert","sequence":…,"timestamp":"…","severity":…,"source":…,"message":…,"details":…}\n`
+    /// `{"type":"alert","sequence":…,"timestamp":"…","severity":…,"source":…,"message":…,"details":…,"origin":{…}}\n`
+    /// (`origin` only when given: WIRE.md's fields come first, byte for
+    /// byte, and the extension after them).
     public static func write(
-        sequence: UInt64, timestampMilliseconds: Int64, alert: AlertInput, into writer: inout JSONWriter
+        sequence: UInt64, timestampMilliseconds: Int64, alert: AlertInput, origin: AlertOrigin? = nil, into writer: inout JSONWriter
     ) {
         writer.beginObject()
         writer.key("type")
@@ -75,6 +113,10 @@ public enum AlertFrame {
             writer.raw(details)
         } else {
             writer.null()
+        }
+        if let origin {
+            writer.key("origin")
+            origin.write(into: &writer)
         }
         writer.endObject()
         writer.newline()

@@ -28,6 +28,11 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
     /// with `since` compares epochs to tell a restart.
     public var epoch: String?
     public var frameTimeouts: Int?
+    /// Connections whose requests wait unread because their replies or
+    /// offloaded requests are at their limits.
+    public var readingPaused: Int?
+    /// Request frames received since start.
+    public var framesReceived: Int?
 
     public init(
         running: Bool, killed: Bool, killReason: String?, uptimeSecs: Double, pid: Int32, version: String,
@@ -54,7 +59,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         case alertsPublished, alertsRetained, lastSequence, lagEvents, policyVersion
         case connectionCapacity, lagDisconnects, slowDisconnects, completionQueueOverflows
         case receiveBufferExhaustions, malformedFrames, oversizedFrames, connectionsRefused, ioUring
-        case epoch, frameTimeouts
+        case epoch, frameTimeouts, readingPaused, framesReceived
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -83,5 +88,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         try c.encodeIfPresent(ioUring, forKey: .ioUring)
         try c.encodeIfPresent(epoch, forKey: .epoch)
         try c.encodeIfPresent(frameTimeouts, forKey: .frameTimeouts)
+        try c.encodeIfPresent(readingPaused, forKey: .readingPaused)
+        try c.encodeIfPresent(framesReceived, forKey: .framesReceived)
     }
 }

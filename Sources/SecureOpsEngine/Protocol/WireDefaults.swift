@@ -18,6 +18,12 @@ public enum WireDefaults {
 
     /// The number of alerts `alerts` returns without a `limit`.
     public static let alertsLimit = 100
+    /// The most alerts one `alerts` reply holds, whatever `limit` asks.
+    public static let alertsLimitMaximum = 1000
+    /// The most bytes of alerts one `alerts` reply holds (the newest alert
+    /// always); with fewer than asked for because of it, the reply says
+    /// `"truncated":true`.
+    public static let alertsReplyMaxBytes = 2 << 20
 
     static func environment(_ name: String) -> String? {
         guard let value = getenv(name) else { return nil }

@@ -1,6 +1,8 @@
 // A raw control-socket client for tests that run it as another uid (via
 // setpriv): connects, then for each LINE argument sends it with a newline
-// and prints one reply line. A line "@hold=N" instead keeps the connection
+// and prints one reply line; an argument holding several lines (joined by
+// newlines) is sent in one write, pipelined, and gets one reply line per
+// line. A line "@hold=N" instead keeps the connection
 // open for N seconds without sending (to hold a connection slot). At the
 // end it waits up to one second and prints "EOF" if the daemon closed the
 // connection, "OPEN" otherwise.
@@ -65,7 +67,11 @@ int main(int argc, char **argv) {
             break;
         }
         free(frame);
-        if (read_line(fd, 10000) != 0) break;
+        int replies = 1;
+        for (size_t k = 0; k < length; k++) replies += argv[i][k] == '\n';
+        int failed = 0;
+        for (int r = 0; r < replies && !failed; r++) failed = read_line(fd, 10000) != 0;
+        if (failed) break;
     }
     // Anything left (an err sent before closing) is printed before EOF.
     while (read_line(fd, 500) == 0) {}
