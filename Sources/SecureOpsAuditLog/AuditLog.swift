@@ -388,8 +388,9 @@ public final class AuditLog: Sendable {
     public struct ChainVerification: Sendable {
         public var report: AuditLogVerifier.Report
         /// When only records written since an earlier verification were
-        /// read: the first of them, and when the whole file was last read.
-        public var resumedAt: (seq: UInt64, fullVerificationAt: String)?
+        /// read: the first of them, how many were verified before it, and
+        /// when the whole file was last read.
+        public var resumed: (fromSeq: UInt64, verifiedBefore: Int, fullVerificationAt: String)?
     }
 
     /// Verifies the chain as written so far (the `deep` audit). Reads the
@@ -445,7 +446,7 @@ public final class AuditLog: Sendable {
         } else {
             verified.withLock { $0 = nil }
         }
-        return ChainVerification(report: report, resumedAt: resumeFrom.map { ($0.position.nextSeq, $0.fullAtWallClock) })
+        return ChainVerification(report: report, resumed: resumeFrom.map { ($0.position.nextSeq, $0.records, $0.fullAtWallClock) })
     }
 
     /// Cheap checks of the live log: the file at the path is still the one

@@ -28,7 +28,7 @@ public final class DaemonServices: Sendable {
         startedAt = Self.monotonicNanoseconds()
         let policyInForce = PolicyInForce(policy)
         self.policyInForce = policyInForce
-        let trail = AuditTrail(log: auditLog)
+        let trail = AuditTrail(log: auditLog, logger: logger, daemonUID: daemonUID)
         self.trail = trail
         self.killSwitch = killSwitch
         onKill = OnKillRunner(policy: { policyInForce.policy }, daemonUID: daemonUID, logger: logger, trail: trail)

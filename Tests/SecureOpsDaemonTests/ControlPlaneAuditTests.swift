@@ -161,4 +161,56 @@ struct ControlPlaneAuditTests {
         #expect(killed.status == .warn)
         #expect(killed.detail.contains("by uid \(getuid()): drill; clear it with 'secureopsd reset-kill --state-dir \(daemon.stateDirectory)'"))
     }
+
+    /// Deep audits used to read the whole log every time, so a peer could
+    /// make each one slower than the last: now a deep audit verifies what
+    /// was written since the last one, after checking that the last record
+    /// it verified is unchanged, and reads the whole file at most every
+    /// five minutes.
+    @Test func aDeepAuditVerifiesOnlyWhatWasWrittenSinceTheLastOne() throws {
+        let daemon = try DaemonProcess()
+        let connection = try daemon.connect()
+        let first = try check(try connection.audit(AuditOptions(deep: true)), "audit-log-chain")
+        #expect(first.status == .pass)
+        // Only `start` so far (an audit run is recorded after it ran).
+        #expect(first.detail.hasPrefix("all 1 records verify"), "got \(first.detail)")
+        _ = try connection.kill(reason: "one")
+        _ = try connection.kill(reason: "two")
+        let second = try check(try connection.audit(AuditOptions(deep: true)), "audit-log-chain")
+        #expect(second.status == .pass)
+        // start | audit-run, kill, kill
+        #expect(second.detail.hasPrefix("the 3 records from seq 2 on verify (MACs, sequence, chain, head at seq 4)"), "got \(second.detail)")
+        #expect(second.detail.contains("follow the 1 verified before"))
+
+        // An edit after the last verified record (and before the last
+        // record, which the quick tail check covers) is caught by the next one.
+        _ = try connection.kill(reason: "three")
+        _ = try connection.kill(reason: "four")
+        try overwrite(daemon.stateDirectory + "/audit.log", first: "three", with: "X")
+        let third = try check(try connection.audit(AuditOptions(deep: true)), "audit-log-chain")
+        #expect(third.status == .fail)
+        #expect(third.detail.contains("(seq 6): MAC mismatch"), "got \(third.detail)")
+    }
+
+    /// The last record a deep audit verified is read again by the next one:
+    /// an edit there shows even though the records before it are not read.
+    @Test func aDeepAuditNoticesTheLastVerifiedRecordWasRewritten() throws {
+        let daemon = try DaemonProcess()
+        let connection = try daemon.connect()
+        _ = try connection.kill(reason: "anchor")
+        #expect(try check(try connection.audit(AuditOptions(deep: true)), "audit-log-chain").status == .pass)
+        try overwrite(daemon.stateDirectory + "/audit.log", first: "anchor", with: "X")
+        let second = try check(try connection.audit(AuditOptions(deep: true)), "audit-log-chain")
+        #expect(second.status == .fail)
+        #expect(second.detail.contains("line 2 (seq 2): changed after it was verified"), "got \(second.detail)")
+    }
+
+    /// Overwrites, in place, the first occurrence of `text` in a file.
+    func overwrite(_ path: String, first text: String, with replacement: String) throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let offset = try #require(bytes.range(of: Data(text.utf8))).lowerBound
+        let fd = open(path, O_WRONLY)
+        defer { close(fd) }
+        #expect(pwrite(fd, replacement, replacement.utf8.count, off_t(offset)) == replacement.utf8.count)
+    }
 }

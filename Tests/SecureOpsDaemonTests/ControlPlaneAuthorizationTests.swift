@@ -296,4 +296,59 @@ struct ControlPlaneAuthorizationTests {
         #expect(operatorView.killReason == "agent exfiltrated keys")
         #expect(operatorView.pid == daemon.pid)
     }
+
+    // MARK: - What peers can make the daemon write
+
+    /// Audit runs are cheap to ask for and each used to be a record: a peer
+    /// granted `audit` gets at most ten records a minute, the rest counted.
+    @Test func auditRunsOfAPeerAreRecordedAtMostTenAMinuteAndTheRestSummarized() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["audit"]}"#))
+        let burst = Array(repeating: #"{"type":"audit"}"#, count: 100).joined(separator: "\n")
+        let replies = try SecondUser.exchange(daemon.socketPath, [burst])
+        #expect(replies.filter { $0.hasPrefix(#"{"type":"ok","startedAt""#) }.count == 100)
+        try daemon.stop()
+        #expect(try auditFields(daemon.stateDirectory, event: "audit-run").count == 10)
+        let summary = try auditFields(daemon.stateDirectory, event: "audit-run-suppressed")
+        #expect(summary.count == 1)
+        #expect(summary.first?.int("uid") == 65534)
+        #expect(summary.first?.int("count") == 90)
+        #expect(daemon.log.split(separator: "\n").filter { $0.hasSuffix("] audit run") }.count == 10)
+        #expect(daemon.log.contains("90 more audit runs from uid 65534 were not logged one by one (at most 10 per uid per 60 s)"))
+    }
+
+    /// Denials cost the daemon a log line each no more: the same ten a
+    /// minute as the records, then one summary.
+    @Test func deniedRequestsOfAPeerLogAtMostTenLinesAMinute() throws {
+        let daemon = try daemon(Self.policy(grants: #"{"uid": 65534, "allow": ["ping"]}"#))
+        let burst = Array(repeating: #"{"type":"kill"}"#, count: 2000).joined(separator: "\n")
+        let replies = try SecondUser.exchange(daemon.socketPath, [burst])
+        #expect(replies.filter { $0.contains(#"may not use \"kill\""#) }.count == 2000)
+        try daemon.stop()
+        #expect(daemon.log.split(separator: "\n").filter { $0.hasSuffix("] denied request") }.count == 10)
+        #expect(daemon.log.contains("1990 more denied requests or refused connections from uid 65534 were not logged one by one"))
+        #expect(try auditFields(daemon.stateDirectory, event: "denied").count == 10)
+        #expect(try auditFields(daemon.stateDirectory, event: "denied-suppressed").first?.int("count") == 1990)
+    }
+
+    /// Subscribers that stop reading are cut off; each used to cost a
+    /// record and two log lines.
+    @Test func subscribersCutOffAreRecordedAndLoggedAtMostTenAMinutePerUid() throws {
+        let daemon = try DaemonProcess(
+            extraArguments: ["--stuck-send-timeout", "0.5"],
+            policy: Self.policy(grants: #"{"uid": 65534, "allow": ["subscribe"]}"#), socketMode: "0666", reachableByOtherUsers: true)
+        let sleepers = try (0..<15).map { _ in try SecondUser.start(daemon.socketPath, [#"{"type":"subscribe"}"#, "@hold=30"]) }
+        defer { for (process, _) in sleepers { killAndWait(process) } }
+        _ = try daemon.waitForStatus { $0.subscribers == 15 }
+        let publisher = try daemon.connect()
+        let padding = String(repeating: "x", count: 60_000)
+        for _ in 0..<20 {
+            _ = try publisher.publish(AlertInput(severity: .info, source: "fill", message: padding))
+        }
+        _ = try daemon.waitForStatus(timeout: 20) { ($0.slowDisconnects ?? 0) == 15 }
+        try daemon.stop()
+        #expect(try auditFields(daemon.stateDirectory, event: "subscriber-cut-off").count == 10)
+        #expect(try auditFields(daemon.stateDirectory, event: "subscriber-cut-off-suppressed").first?.int("count") == 5)
+        #expect(daemon.log.components(separatedBy: "closing slow consumer").count - 1 == 10)
+        #expect(daemon.log.contains("5 more slow-consumer disconnects for uid 65534 were not logged one by one"))
+    }
 }

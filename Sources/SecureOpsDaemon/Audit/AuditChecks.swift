@@ -148,8 +148,9 @@ enum AuditChecks {
                 return .fail("\(log.logPath) \(problem)")
             }
             let head = "head at seq \(report.headSeq.map(String.init) ?? "none")"
-            if let resumed = verification.resumedAt {
-                summary = "records from seq \(resumed.seq) on verify (MACs, sequence, chain, \(head)); the \(report.records) records before were verified in full at \(resumed.fullVerificationAt) (whole file at most every \(Int(AuditLog.fullVerificationInterval.components.seconds / 60)) minutes; 'secureops verify-log' checks it all)"
+            if let resumed = verification.resumed {
+                let minutes = Int(AuditLog.fullVerificationInterval.components.seconds / 60)
+                summary = "the \(report.records - resumed.verifiedBefore) records from seq \(resumed.fromSeq) on verify (MACs, sequence, chain, \(head)) and follow the \(resumed.verifiedBefore) verified before, whose last record is unchanged; the whole file was verified at \(resumed.fullVerificationAt) (at most every \(minutes) minutes; 'secureops verify-log' checks it all)"
             } else {
                 summary = "all \(report.records) records verify (MACs, sequence, chain, \(head))"
             }

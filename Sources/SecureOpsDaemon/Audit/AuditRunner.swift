@@ -30,12 +30,6 @@ struct AuditRunner {
         let startedAt = String(decoding: writer.bytes.dropFirst().dropLast(), as: UTF8.self)
         let durationMs = Int((DaemonServices.monotonicNanoseconds() - startedClock) / 1_000_000)
         let report = AuditReport(startedAt: startedAt, durationMs: durationMs, deep: options.deep, fix: options.fix, checks: results)
-        services.logger.info("audit run", metadata: [
-            "fixed": "\(results.filter(\.fixed).map(\.id))",
-            "pass": "\(report.summary.pass)", "warn": "\(report.summary.warn)",
-            "fail": "\(report.summary.fail)", "error": "\(report.summary.error)",
-            "deep": "\(options.deep)", "fix": "\(options.fix)",
-        ])
         return report
     }
 }

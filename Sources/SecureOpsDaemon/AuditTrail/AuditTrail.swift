@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import Logging
 import Synchronization
 import SecureOpsAuditLog
 import SecureOpsEngine
@@ -13,16 +14,45 @@ import SecureOpsEngine
 /// block on the disk.
 public final class AuditTrail: Sendable {
     public let log: AuditLog
-    let denials: DenialLimiter
+    let logger: Logger
+    /// Events any peer can cause as often as it likes (denials, audit runs,
+    /// cut-off subscribers): recorded and logged at most
+    /// `peerEventsPerMinute` per kind per uid; the rest are counted and
+    /// summarised once the minute is over.
+    private let peerEvents: Locked<WindowedRateLimiter<PeerEventKey>>
     private let stopped = Atomic<Bool>(false)
     private let expiryQueue = DispatchQueue(label: "secureops.audit-trail.expiry")
+    private let daemonUID: UInt32
 
-    /// Denied requests recorded per uid per minute; the rest are counted.
-    public static let deniedRecordsPerMinute = 10
+    public static let peerEventsPerMinute = 10
 
-    init(log: AuditLog, deniedPerWindow: Int = AuditTrail.deniedRecordsPerMinute, windowSeconds: Double = 60) {
+    /// What a peer can cause again and again, each with its own budget.
+    enum PeerEvent: String, Sendable, Hashable {
+        /// Denied requests and refused connections.
+        case denied
+        case auditRun = "audit-run"
+        case subscriberCutOff = "subscriber-cut-off"
+
+        /// How the summary names them.
+        var plural: String {
+            switch self {
+            case .denied: "denied requests or refused connections"
+            case .auditRun: "audit runs"
+            case .subscriberCutOff: "cut-off subscribers"
+            }
+        }
+    }
+
+    struct PeerEventKey: Hashable, Sendable {
+        var event: PeerEvent
+        var uid: UInt32
+    }
+
+    init(log: AuditLog, logger: Logger, daemonUID: UInt32, perWindow: Int = AuditTrail.peerEventsPerMinute, windowSeconds: Double = 60) {
         self.log = log
-        denials = DenialLimiter(perWindow: deniedPerWindow, windowSeconds: windowSeconds)
+        self.logger = logger
+        self.daemonUID = daemonUID
+        peerEvents = Locked(WindowedRateLimiter(perWindow: perWindow, windowSeconds: windowSeconds))
         scheduleExpiry(after: windowSeconds)
     }
 
@@ -32,7 +62,7 @@ public final class AuditTrail: Sendable {
 
     func daemonStarted(pid: Int32, version: String, policy: Policy, options: DaemonOptions, killSwitch: KillSwitch.State) {
         log.recordDurably("start", [
-            "pid": .number(JSONNumber(Int(pid))), "uid": .number(JSONNumber(Int(getuid()))), "version": .string(version),
+            "pid": .number(JSONNumber(Int(pid))), "uid": .number(JSONNumber(Int(daemonUID))), "version": .string(version),
             "socket": .string(options.socketPath), "policyVersion": .number(JSONNumber(policy.version)),
             "policyPath": policy.path.map { .string($0) } ?? .null, "killSwitchTripped": .bool(killSwitch.killed),
             "stateDir": .string(options.stateDirectory),
@@ -43,71 +73,81 @@ public final class AuditTrail: Sendable {
         log.close(finalEvent: "start-failed", fields: ["pid": .number(JSONNumber(Int(getpid()))), "error": .string(AuditText.clip(error))])
     }
 
-    /// Writes the pending denial summaries and the `stop` record, then
-    /// closes the log.
+    /// Writes the pending summaries and the `stop` record, then closes the log.
     func daemonStopped(signal: Int32, uptimeSeconds: Double) {
         stopped.store(true, ordering: .relaxed)
-        for (uid, suppressed) in denials.drain() { recordSuppressed(uid: uid, count: suppressed) }
+        for (key, suppressed) in peerEvents.withLock({ $0.drain() }) { summarize(key, count: suppressed) }
         log.close(finalEvent: "stop", fields: [
             "pid": .number(JSONNumber(Int(getpid()))), "signal": .number(JSONNumber(Int(signal))),
             "uptimeSecs": .number(JSONNumber((uptimeSeconds * 1000).rounded() / 1000) ?? JSONNumber(0)),
         ])
     }
 
-    // MARK: - Authorization (loop thread)
+    // MARK: - What peers cause (loop thread)
 
     /// A request the policy does not allow this peer (rate-limited).
     func denied(peer: PeerCred, verb: PolicyVerb) {
-        guard admitDenialRecord(uid: peer.uid) else { return }
+        guard admit(.denied, uid: peer.uid) else { return }
+        logger.notice("denied request", metadata: ["peer": "\(peer)", "verb": "\(verb.rawValue)"])
         log.record("denied", peerFields(peer) + ["verb": .string(verb.rawValue)])
     }
 
     /// A connection refused before its first request (rate-limited).
     func connectionRefused(peer: PeerCred, reason: String) {
-        guard admitDenialRecord(uid: peer.uid) else { return }
+        guard admit(.denied, uid: peer.uid) else { return }
+        logger.notice("refused connection", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
         log.record("connection-refused", peerFields(peer) + ["reason": .string(AuditText.clip(reason))])
     }
 
-    /// A subscription a reload took `subscribe` away from.
+    /// A subscription a reload took `subscribe` away from (as many as there
+    /// are subscribers: an operator's reload causes them, not the peer).
     func subscriptionEnded(peer: PeerCred, policyVersion: Int) {
         log.record("subscription-ended", peerFields(peer) + [
             "policyVersion": .number(JSONNumber(policyVersion)), "reason": "the policy no longer grants subscribe",
         ])
     }
 
-    /// A subscriber the engine disconnected for lag or a stuck send.
+    /// A subscriber the engine disconnected for lag or a stuck send
+    /// (rate-limited per uid).
     func subscriberCutOff(peer: PeerCred, reason: CloseReason) {
+        guard admit(.subscriberCutOff, uid: peer.uid) else { return }
         let why = switch reason {
         case .lagged: "lagged"
         case .stuckSend: "slow"
         default: "\(reason)"
         }
+        logger.warning("subscriber cut off", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
         log.record("subscriber-cut-off", peerFields(peer) + ["reason": .string(why), "detail": .string(reason.description)])
     }
 
-    private func admitDenialRecord(uid: UInt32) -> Bool {
-        switch denials.decide(uid: uid, now: DaemonServices.monotonicNanoseconds()) {
+    /// Whether an event of `uid` is recorded and logged one by one; first
+    /// the summary of the previous window, if it suppressed any.
+    private func admit(_ event: PeerEvent, uid: UInt32) -> Bool {
+        let key = PeerEventKey(event: event, uid: uid)
+        switch peerEvents.withLock({ $0.decide(key, now: DaemonServices.monotonicNanoseconds()) }) {
         case .suppress:
             return false
-        case .record(let suppressedBefore):
-            if suppressedBefore > 0 { recordSuppressed(uid: uid, count: suppressedBefore) }
+        case .allow(let suppressedBefore):
+            if suppressedBefore > 0 { summarize(key, count: suppressedBefore) }
             return true
         }
     }
 
-    private func recordSuppressed(uid: UInt32, count: Int) {
-        log.record("denied-suppressed", [
-            "uid": .number(JSONNumber(Int(uid))), "count": .number(JSONNumber(count)),
-            "limit": .string("\(denials.perWindow) records per uid per \(denials.windowNanoseconds / 1_000_000_000) s"),
+    private func summarize(_ key: PeerEventKey, count: Int) {
+        let limit = peerEvents.withLock { $0.limitDescription }
+        logger.notice("\(count) more \(key.event.plural) from uid \(key.uid) were not logged one by one (at most \(limit))")
+        log.record("\(key.event.rawValue)-suppressed", [
+            "uid": .number(JSONNumber(Int(key.uid))), "count": .number(JSONNumber(count)), "limit": .string(limit),
         ])
     }
 
-    /// Summaries of windows that ended without another denial to carry them.
+    /// Summaries of windows that ended without another event to carry them.
     private func scheduleExpiry(after seconds: Double) {
         expiryQueue.asyncAfter(deadline: .now() + seconds) { [weak self] in
             guard let self, !self.stopped.load(ordering: .relaxed) else { return }
-            for (uid, suppressed) in self.denials.expire(now: DaemonServices.monotonicNanoseconds()) {
-                self.recordSuppressed(uid: uid, count: suppressed)
+            let expired = self.peerEvents.withLock { $0.expire(now: DaemonServices.monotonicNanoseconds()) }
+            for (key, suppressed) in expired.sorted(by: { ($0.key.uid, $0.key.event.rawValue) < ($1.key.uid, $1.key.event.rawValue) }) {
+                self.summarize(key, count: suppressed)
             }
             self.scheduleExpiry(after: seconds)
         }
@@ -168,6 +208,8 @@ public final class AuditTrail: Sendable {
         ])
     }
 
+    /// An audit run: always recorded (fsync'd) when it changed the host or
+    /// came from root or the daemon's uid; rate-limited per uid otherwise.
     func auditRun(_ report: AuditReport, peer: PeerCred) {
         let fixed = report.checks.filter(\.fixed).map { JSONValue.string($0.id) }
         let failing = report.checks.filter { $0.status == .fail || $0.status == .error }.map { JSONValue.string($0.id) }
@@ -178,7 +220,18 @@ public final class AuditTrail: Sendable {
             "skipped": .number(JSONNumber(report.summary.skipped)), "fixed": .array(fixed), "failing": .array(failing),
         ]
         // A run that changed the host is as critical as a policy change.
-        if fixed.isEmpty { log.record("audit-run", fields) } else { log.recordDurably("audit-run", fields) }
+        if !fixed.isEmpty {
+            log.recordDurably("audit-run", fields)
+            return
+        }
+        guard peer.isPrivileged(daemonUID: daemonUID) || admit(.auditRun, uid: peer.uid) else { return }
+        logger.info("audit run", metadata: [
+            "peer": "\(peer)", "fixed": "\(report.checks.filter(\.fixed).map(\.id))",
+            "pass": "\(report.summary.pass)", "warn": "\(report.summary.warn)",
+            "fail": "\(report.summary.fail)", "error": "\(report.summary.error)",
+            "deep": "\(report.deep)", "fix": "\(report.fix)",
+        ])
+        log.record("audit-run", fields)
     }
 
     // MARK: - Fields

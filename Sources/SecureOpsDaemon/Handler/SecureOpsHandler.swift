@@ -35,7 +35,6 @@ public final class SecureOpsHandler: RequestHandler {
         guard verbs.isEmpty else { return .admit }
         let policy = services.policy
         refusedByPolicy.insert(connection.id)
-        services.logger.notice("refused connection: peer allowed nothing", metadata: ["peer": "\(connection.peer)", "policyVersion": "\(policy.version)"])
         services.trail.connectionRefused(peer: connection.peer, reason: "policy version \(policy.version) grants this peer nothing")
         return .refuse(Self.grantedNothingMessage(connection.peer, policy: policy))
     }
@@ -78,7 +77,6 @@ public final class SecureOpsHandler: RequestHandler {
         let refusedHere = refusedByPolicy.remove(connection.id) != nil
         switch reason {
         case .lagged, .stuckSend:
-            services.logger.warning("subscriber cut off", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
             services.trail.subscriberCutOff(peer: connection.peer, reason: reason)
         case .refused:
             // Refused by the engine before `admit` ran: the per-uid cap.

@@ -125,10 +125,12 @@ extension EventLoop {
         scratch.bytes.withUnsafeBytes { notice.append($0) }
         operation.add(notice)
         connection.cursor = resumeAt
-        logger.notice("subscriber lagged", metadata: [
-            "connection": "\(connection.id)", "peer": "\(connection.peer)",
-            "skipped": "\(skipped)", "resumeAt": "\(resumeAt)", "onLag": "\(limits.onLag.rawValue)",
-        ])
+        logAboutPeer(.lagged, connection) {
+            logger.notice("subscriber lagged", metadata: [
+                "connection": "\(connection.id)", "peer": "\(connection.peer)",
+                "skipped": "\(skipped)", "resumeAt": "\(resumeAt)", "onLag": "\(limits.onLag.rawValue)",
+            ])
+        }
         if limits.onLag == .disconnect {
             removeSubscriber(connection)
             beginDrain(connection, reason: .lagged)

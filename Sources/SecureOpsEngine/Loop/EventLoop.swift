@@ -58,6 +58,7 @@ final class EventLoop {
     @exclusivity(unchecked) private(set) var now: UInt64
     @exclusivity(unchecked) private var nextHousekeeping: UInt64 = 0
     @exclusivity(unchecked) private var reportedOverflows = 0
+    @exclusivity(unchecked) private var peerLogs = WindowedRateLimiter<PeerLogKey>(perWindow: 10, windowSeconds: 60)
 
     enum RunState { case running, draining(deadline: UInt64), stopped }
     @exclusivity(unchecked) private(set) var runState = RunState.running
@@ -423,6 +424,7 @@ final class EventLoop {
     /// connections whose send is stuck, enforces the shutdown deadline.
     private func housekeeping() {
         nextHousekeeping = now + 250_000_000
+        for (key, suppressed) in peerLogs.expire(now: now) { summarizePeerLogs(key, suppressed) }
         if acceptRetryAt != 0 && now >= acceptRetryAt {
             acceptRetryAt = 0
             if case .running = runState { armAccept() }
@@ -441,21 +443,58 @@ final class EventLoop {
                 // deadline of its first byte, however slowly bytes trickle.
                 counters.frameTimeouts.add(1, ordering: .relaxed)
                 connection.frameStartedAt = 0
-                logger.notice("closing connection: frame not completed in time", metadata: [
-                    "connection": "\(connection.id)", "peer": "\(connection.peer)", "timeout": "\(limits.frameTimeout)",
-                ])
+                logAboutPeer(.frameTimeout, connection) {
+                    logger.notice("closing connection: frame not completed in time", metadata: [
+                        "connection": "\(connection.id)", "peer": "\(connection.peer)", "timeout": "\(limits.frameTimeout)",
+                    ])
+                }
                 closeWithError(
                     "frame not completed within \(limits.frameTimeout); closing the connection",
                     connection, reason: .frameTimeout)
             } else if connection.send != nil && now - connection.sendStartedAt > stuckAfter {
                 counters.slowDisconnects.add(1, ordering: .relaxed)
-                logger.warning("closing slow consumer: a send did not finish within \(limits.stuckSendTimeout)", metadata: [
-                    "connection": "\(connection.id)", "peer": "\(connection.peer)",
-                ])
+                logAboutPeer(.slowConsumer, connection) {
+                    logger.warning("closing slow consumer: a send did not finish within \(limits.stuckSendTimeout)", metadata: [
+                        "connection": "\(connection.id)", "peer": "\(connection.peer)",
+                    ])
+                }
                 connection.closeReason = .stuckSend
                 beginClose(connection)
             }
         }
+    }
+
+    // MARK: - Log lines peers cause
+
+    /// What a peer's behaviour makes the engine log, each with its own
+    /// budget per uid.
+    enum PeerLogKind: String, Sendable {
+        case lagged = "lag notices"
+        case slowConsumer = "slow-consumer disconnects"
+        case frameTimeout = "frame timeouts"
+    }
+
+    struct PeerLogKey: Hashable, Sendable {
+        var kind: PeerLogKind
+        var uid: UInt32
+    }
+
+    /// Runs `emit` (a log line about `connection`) unless its uid already
+    /// caused 10 of that kind this minute; those are counted and summarised
+    /// when the minute is over, so a peer cannot flood the daemon's log.
+    func logAboutPeer(_ kind: PeerLogKind, _ connection: Connection, _ emit: () -> Void) {
+        let key = PeerLogKey(kind: kind, uid: connection.peer.uid)
+        switch peerLogs.decide(key, now: now) {
+        case .suppress:
+            return
+        case .allow(let suppressedBefore):
+            if suppressedBefore > 0 { summarizePeerLogs(key, suppressedBefore) }
+            emit()
+        }
+    }
+
+    private func summarizePeerLogs(_ key: PeerLogKey, _ count: Int) {
+        logger.notice("\(count) more \(key.kind.rawValue) for uid \(key.uid) were not logged one by one (at most \(peerLogs.limitDescription))")
     }
 
     // MARK: - Shutdown
@@ -504,6 +543,7 @@ final class EventLoop {
         receiveBuffers.publishReturns()
         listener?.close(logger: logger)
         listener = nil
+        for (key, suppressed) in peerLogs.drain() { summarizePeerLogs(key, suppressed) }
         logger.info("engine stopped")
     }
 }
