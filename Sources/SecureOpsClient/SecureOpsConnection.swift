@@ -17,8 +17,11 @@ public final class SecureOpsConnection {
     private var queuedPushes: [IpcResponse] = []
     private let decoder = FastJSONDecoder()
 
-    /// Connects to the daemon's socket.
-    public static func connect(to path: String = WireDefaults.socketPath()) throws(IpcError) -> SecureOpsConnection {
+    /// Connects to the daemon's socket, and checks that the process serving
+    /// it is one `trust` accepts before anything is sent.
+    public static func connect(
+        to path: String = WireDefaults.socketPath(), trust: ServerTrust = .fromEnvironment
+    ) throws(IpcError) -> SecureOpsConnection {
         let bytes = Array(path.utf8)
         guard bytes.count <= UnixSocketAddress.maximumPathBytes else {
             throw .transport("cannot connect to \(path): the path is longer than the 107 bytes a Unix socket address holds")
@@ -30,6 +33,12 @@ public final class SecureOpsConnection {
             let code = errno
             Glibc.close(fd)
             throw .transport("cannot connect to \(path): \(String(cString: strerror(code))) (is secureopsd running? `make run` starts it)")
+        }
+        do {
+            try trust.check(socket: fd, path: path)
+        } catch {
+            Glibc.close(fd)
+            throw error
         }
         return SecureOpsConnection(fd: fd, path: path)
     }

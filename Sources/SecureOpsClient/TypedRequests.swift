@@ -68,12 +68,14 @@ public struct ReloadResult: Decodable, Sendable { public var policyVersion: Int 
 
 /// One-shot helpers: connect, ask, close.
 public enum SecureOps {
-    public static func connect(path: String = WireDefaults.socketPath()) throws(IpcError) -> SecureOpsConnection {
-        try SecureOpsConnection.connect(to: path)
+    public static func connect(path: String = WireDefaults.socketPath(), trust: ServerTrust = .fromEnvironment) throws(IpcError) -> SecureOpsConnection {
+        try SecureOpsConnection.connect(to: path, trust: trust)
     }
 
-    public static func request(_ request: IpcRequest, path: String = WireDefaults.socketPath(), timeout: Double? = 30) throws(IpcError) -> IpcResponse {
-        let connection = try SecureOpsConnection.connect(to: path)
+    public static func request(
+        _ request: IpcRequest, path: String = WireDefaults.socketPath(), trust: ServerTrust = .fromEnvironment, timeout: Double? = 30
+    ) throws(IpcError) -> IpcResponse {
+        let connection = try SecureOpsConnection.connect(to: path, trust: trust)
         defer { connection.close() }
         return try connection.request(request, timeout: timeout)
     }

@@ -21,9 +21,13 @@ struct Connection: ParsableArguments {
     @Flag(help: "Print the raw frames the daemon sent.")
     var json = false
 
+    @Option(name: .customLong("server-uid"), help: "The uid secureopsd runs as, when it is neither root, you, nor the owner of its private socket directory (or set SECUREOPS_SERVER_UID). Any other server is refused.")
+    var serverUID: UInt32?
+
     func connect() throws -> SecureOpsConnection {
         do {
-            return try SecureOpsConnection.connect(to: socket ?? WireDefaults.socketPath())
+            let trust = serverUID.map { ServerTrust(expectedUID: $0) } ?? .fromEnvironment
+            return try SecureOpsConnection.connect(to: socket ?? WireDefaults.socketPath(), trust: trust)
         } catch {
             fail("\(error)")
         }

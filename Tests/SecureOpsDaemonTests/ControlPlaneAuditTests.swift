@@ -9,7 +9,7 @@ import SecureOpsEngine
 struct ControlPlaneAuditTests {
     static let checkIDs = [
         "socket-permissions", "socket-directory", "state-directory", "audit-log-files", "audit-log-chain", "policy-file",
-        "descriptor-limit", "io-uring", "privileges", "kill-switch", "onkill-command",
+        "policy-grants", "descriptor-limit", "io-uring", "privileges", "kill-switch", "onkill-command",
     ]
 
     func check(_ report: AuditReport, _ id: String) throws -> AuditCheckResult {
@@ -83,7 +83,7 @@ struct ControlPlaneAuditTests {
         #expect(table.contains("PASS (fixed)  high      socket-permissions"), "got \(table)")
         #expect(table.contains("had mode 0666; reset to the configured 0660"))
         #expect(table.contains("had mode 0755; reset to 0700"))
-        #expect(table.contains("11 checks in "))
+        #expect(table.contains("12 checks in "))
         #expect(fileMode(daemon.socketPath) == 0o660)
         #expect(fileMode(daemon.stateDirectory) == 0o700)
 
@@ -212,5 +212,23 @@ struct ControlPlaneAuditTests {
         let fd = open(path, O_WRONLY)
         defer { close(fd) }
         #expect(pwrite(fd, replacement, replacement.utf8.count, off_t(offset)) == replacement.utf8.count)
+    }
+
+    /// In a user namespace, every peer whose uid is not mapped shows up as
+    /// the overflow uid 65534: a grant to it is a grant to all of them.
+    @Test func aGrantToTheOverflowUidFailsInAUserNamespaceAndWarnsOutsideOne() throws {
+        let policy = #"{"version": 2, "grants": [{"uid": 65534, "allow": ["ping", "status"]}]}"#
+        let outside = try DaemonProcess(policy: policy)
+        let warned = try check(try outside.connect().audit(), "policy-grants")
+        #expect(warned.status == .warn)
+        #expect(warned.detail.hasPrefix("uid 65534 (ping, status): uid 65534 / gid 65534 is the overflow id"), "got \(warned.detail)")
+
+        let inside = try DaemonProcess(policy: policy, launcher: ["/usr/bin/unshare", "--user", "--map-root-user"])
+        let failed = try check(try inside.connect().audit(), "policy-grants")
+        #expect(failed.status == .fail)
+        #expect(failed.detail.contains("the daemon runs in a user namespace (uid_map 0 0 1), where every peer whose uid is not mapped appears as uid 65534"), "got \(failed.detail)")
+
+        let clean = try DaemonProcess(policy: #"{"version": 2, "grants": [{"uid": 4242, "allow": ["ping"]}]}"#)
+        #expect(try check(try clean.connect().audit(), "policy-grants").status == .pass)
     }
 }

@@ -87,11 +87,11 @@ public final class AlertSubscription: AsyncSequence, Sendable {
     }
 
     static func open(
-        path: String, since: UInt64?, reconnect: ReconnectPolicy?, connectTimeout: Duration,
+        path: String, trust: ServerTrust, since: UInt64?, reconnect: ReconnectPolicy?, connectTimeout: Duration,
         replyTimeout: Duration?, maxFrameBytes: Int
     ) async throws -> AlertSubscription {
         let settings = SubscriptionSettings(
-            path: path, reconnect: reconnect, connectTimeout: connectTimeout,
+            path: path, trust: trust, reconnect: reconnect, connectTimeout: connectTimeout,
             replyTimeout: replyTimeout, maxFrameBytes: maxFrameBytes)
         let opened = try await settings.openConnection(since: since)
         let control = SubscriptionControl()
@@ -174,6 +174,7 @@ public struct SubscriptionIterator: AsyncIteratorProtocol {
 /// What a subscription needs to (re)connect.
 struct SubscriptionSettings: Sendable {
     let path: String
+    let trust: ServerTrust
     let reconnect: ReconnectPolicy?
     let connectTimeout: Duration
     let replyTimeout: Duration?
@@ -202,7 +203,7 @@ struct SubscriptionSettings: Sendable {
     /// restart. Both replies come from the same daemon, in order, so the
     /// epoch and `next` belong together.
     func openConnection(since: UInt64?) async throws -> Opened {
-        let socket = try await ClientSocket.connect(to: path, deadline: connectTimeout.deadlineFromNow)
+        let socket = try await ClientSocket.connect(to: path, trust: trust, deadline: connectTimeout.deadlineFromNow)
         let request = IpcRequest.subscribe(since: since)
         let deadline = replyTimeout?.deadlineFromNow
         do {

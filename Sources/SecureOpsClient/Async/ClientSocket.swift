@@ -24,7 +24,7 @@ final class ClientSocket: Sendable {
 
     /// Connects, retrying while the server's accept backlog is full, until
     /// `deadline`. Errors name the path and what to do.
-    static func connect(to path: String, deadline: UInt64) async throws -> ClientSocket {
+    static func connect(to path: String, trust: ServerTrust, deadline: UInt64) async throws -> ClientSocket {
         let bytes = Array(path.utf8)
         guard bytes.count <= UnixSocketAddress.maximumPathBytes else {
             throw IpcError.transport("cannot connect to \(path): the path is \(bytes.count) bytes, longer than the 107 a Unix socket address holds")
@@ -34,7 +34,15 @@ final class ClientSocket: Sendable {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else { throw IpcError.transport("cannot create a socket: \(String(cString: strerror(errno)))") }
             let rc = UnixSocketAddress.connect(fd, to: bytes)
-            if rc == 0 { return ClientSocket(fd: fd, path: path) }
+            if rc == 0 {
+                do {
+                    try trust.check(socket: fd, path: path)
+                } catch {
+                    Glibc.close(fd)
+                    throw error
+                }
+                return ClientSocket(fd: fd, path: path)
+            }
             let code = errno
             Glibc.close(fd)
             // A Unix socket's non-blocking connect fails with EAGAIN while

@@ -38,6 +38,10 @@ public final class SecureOpsAsyncClient: Sendable {
         /// The longest frame accepted from the daemon; a longer one closes
         /// the connection with `IpcError.codec` instead of growing a buffer.
         public var maxFrameBytes = 16 << 20
+        /// Who may serve the socket (checked before anything is sent, on
+        /// every connection, reconnects included); a server it refuses is
+        /// `IpcError.untrustedServer`.
+        public var serverTrust = ServerTrust.fromEnvironment
 
         public init() {}
     }
@@ -62,7 +66,7 @@ public final class SecureOpsAsyncClient: Sendable {
     public static func connect(
         to path: String = WireDefaults.socketPath(), configuration: Configuration = Configuration()
     ) async throws -> SecureOpsAsyncClient {
-        let socket = try await ClientSocket.connect(to: path, deadline: configuration.connectTimeout.deadlineFromNow)
+        let socket = try await ClientSocket.connect(to: path, trust: configuration.serverTrust, deadline: configuration.connectTimeout.deadlineFromNow)
         return SecureOpsAsyncClient(path: path, configuration: configuration, socket: socket)
     }
 
@@ -126,7 +130,7 @@ public final class SecureOpsAsyncClient: Sendable {
     /// and the stream resumes after the last alert received.
     public func subscribe(since: UInt64? = nil, reconnect: ReconnectPolicy? = nil) async throws -> AlertSubscription {
         try await AlertSubscription.open(
-            path: path, since: since, reconnect: reconnect,
+            path: path, trust: configuration.serverTrust, since: since, reconnect: reconnect,
             connectTimeout: configuration.connectTimeout, replyTimeout: configuration.requestTimeout,
             maxFrameBytes: configuration.maxFrameBytes)
     }

@@ -9,7 +9,7 @@ import SecureOpsSystem
 /// is safe to repair (permissions only, never ownership or content).
 enum AuditChecks {
     static let all: [AuditCheck] = [
-        socketPermissions, socketDirectory, stateDirectory, auditLogFiles, auditLogChain, policyFile,
+        socketPermissions, socketDirectory, stateDirectory, auditLogFiles, auditLogChain, policyFile, policyGrants,
         descriptorLimit, ioUring, privileges, killSwitch, onKillCommand,
     ]
 
@@ -176,6 +176,33 @@ enum AuditChecks {
             return .fail("\(path) is writable by group or others (\(facts.octal)); the next reload will refuse it; run 'chmod go-w \(path)' or audit --fix")
         }
         return .pass("\(path) mode \(facts.octal), owner uid \(facts.owner), policy version \(env.services.policy.version)")
+    }
+
+    /// Grants to the overflow uid or gid (65534, "nobody"): in a user
+    /// namespace every peer whose uid is not mapped shows up as that uid, so
+    /// such a grant covers all of them; outside one, unrelated services
+    /// share it.
+    static let policyGrants = AuditCheck(
+        id: "policy-grants", title: "No grants to the overflow uid or gid", severity: .high, deepOnly: false
+    ) { env in
+        let policy = env.services.policy
+        let overflowUID = readFirstLine("/proc/sys/kernel/overflowuid").flatMap { UInt32($0) } ?? 65534
+        let overflowGID = readFirstLine("/proc/sys/kernel/overflowgid").flatMap { UInt32($0) } ?? 65534
+        let risky = policy.grants.filter { grant in
+            switch grant.subject {
+            case .uid(let uid): uid == overflowUID
+            case .gid(let gid): gid == overflowGID
+            }
+        }
+        guard !risky.isEmpty else {
+            return .pass("\(policy.grants.count) grant(s), none to the overflow uid \(overflowUID) or gid \(overflowGID)")
+        }
+        let names = risky.map { "\($0.label) (\($0.allow))" }.joined(separator: ", ")
+        let uidMap = readFirstLine("/proc/self/uid_map")?.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        if let uidMap, uidMap != "0 0 4294967295" {
+            return .fail("\(names): the daemon runs in a user namespace (uid_map \(uidMap)), where every peer whose uid is not mapped appears as uid \(overflowUID) / gid \(overflowGID), so this grant is theirs too; grant a mapped user or group instead")
+        }
+        return .warn("\(names): uid \(overflowUID) / gid \(overflowGID) is the overflow id, shared by unrelated services (and by every unmapped user if the daemon is ever run in a user namespace); grant a dedicated user or group")
     }
 
     /// The descriptor limit against what the daemon promises: enough room

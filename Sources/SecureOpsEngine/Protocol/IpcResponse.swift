@@ -134,6 +134,9 @@ public enum IpcError: Error, Sendable, Equatable, CustomStringConvertible {
     case server(String)
     /// No answer within the deadline.
     case timedOut(String)
+    /// The socket is served by a uid the client does not trust (someone
+    /// squatting the path, say): nothing was sent.
+    case untrustedServer(String)
 
     public var description: String {
         switch self {
@@ -143,6 +146,7 @@ public enum IpcError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unsupportedPlatform(let why): "unsupported platform: \(why)"
         case .server(let message): message
         case .timedOut(let what): "timed out: \(what)"
+        case .untrustedServer(let why): why
         }
     }
 }
