@@ -54,7 +54,7 @@ struct SocketSafetyTests {
         chmod(open, 0o777)
         let (status, output) = try runDaemon(["--socket", open + "/s.sock", "--state-dir", directory + "/state"])
         #expect(status != 0)
-        #expect(output.contains("others may write to it (mode 0777)"), "got \(output)")
+        #expect(output.contains("refusing to create the socket in \(open): it is writable by group or others (mode 0777)"), "got \(output)")
     }
 
     @Test func aStateDirectoryThatIsASymlinkIsRefused() throws {
@@ -66,5 +66,30 @@ struct SocketSafetyTests {
         #expect(status != 0)
         #expect(output.contains("state directory"), "got \(output)")
         #expect(output.contains("symlink") || output.contains("symbolic link"), "got \(output)")
+    }
+
+    /// Every directory above the socket counts: whoever owns one could
+    /// rename the socket's directory away and put their own in its place.
+    @Test func aSocketDirectoryBelowADirectoryAnotherUserOwnsIsRefused() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        chmod(directory, 0o755)
+        let theirs = directory + "/theirs"
+        mkdir(theirs, 0o755)
+        chown(theirs, 65534, 65534)
+        let (status, output) = try runDaemon(["--socket", theirs + "/run/s.sock", "--state-dir", directory + "/state"])
+        #expect(status != 0)
+        #expect(output.contains("refusing to create the socket in \(theirs): it is owned by uid 65534, who could replace what lies beneath it"), "got \(output)")
+        #expect(!FileManager.default.fileExists(atPath: theirs + "/run"))
+    }
+
+    @Test func aSocketDirectoryThatIsASymlinkIsRefused() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        mkdir(directory + "/real", 0o750)
+        symlink(directory + "/real", directory + "/run")
+        let (status, output) = try runDaemon(["--socket", directory + "/run/s.sock", "--state-dir", directory + "/state"])
+        #expect(status != 0)
+        #expect(output.contains("refusing to create the socket in \(directory)/run: it is a symbolic link to \(directory)/real; give the real path instead"), "got \(output)")
     }
 }

@@ -10,11 +10,20 @@ import Synchronization
 /// answers on it, the mode fixed at `bind` (before `listen`, so no client
 /// can connect through a wider mode), and on exit an unlink only if the
 /// path still names the socket this process created.
+///
+/// The parent directory is opened once through `TrustedPath` (every
+/// directory from `/` down owned by root or this process's user, none
+/// writable by others unless sticky, no symbolic links; missing ones
+/// created) and everything after goes through that descriptor: the stale
+/// check, the unlink, the bind itself (to `/proc/self/fd/N/name`), the
+/// check after bind and the unlink at exit. Nobody can swap the directory
+/// between the check and the use.
 struct UnixListener {
     let fd: Int32
     let path: String
-    private let device: UInt64
-    private let inode: UInt64
+    private let directory: OpenedDirectory
+    private let name: String
+    private let socketStatus: FileStatus
 
     private static let umaskLock = Locked(())
 
@@ -23,19 +32,28 @@ struct UnixListener {
         guard pathBytes.count <= UnixSocketAddress.maximumPathBytes else {
             throw .socketPathTooLong(path: path, bytes: pathBytes.count)
         }
-        guard !pathBytes.isEmpty, !pathBytes.contains(0) else {
-            throw .socketSetup(operation: "invalid socket path", path: path, errno: EINVAL)
+        guard !pathBytes.isEmpty, !pathBytes.contains(0),
+              let slash = path.lastIndex(of: "/"), path.index(after: slash) != path.endIndex
+        else {
+            throw .socketSetup(operation: "invalid socket path (give DIRECTORY/NAME)", path: path, errno: EINVAL)
         }
-        try UnixListener.ensureParentDirectory(of: path, mode: directoryMode, logger: logger)
-        try UnixListener.removeStaleSocket(at: path, logger: logger)
+        let parent = slash == path.startIndex ? "/" : String(path[..<slash])
+        name = String(path[path.index(after: slash)...])
+        directory = try UnixListener.openDirectory(parent, mode: directoryMode, logger: logger)
+        try UnixListener.removeStaleSocket(name, in: directory, path: path, logger: logger)
 
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .socketSetup(operation: "socket() for", path: path, errno: errno) }
-        var address = UnixSocketAddress.make(pathBytes)
+        // Bound through the directory's descriptor, so it lands in the
+        // directory that was checked, whatever happens to the path.
+        let boundPath = Array("/proc/self/fd/\(directory.descriptor.raw)/\(name)".utf8)
+        guard boundPath.count <= UnixSocketAddress.maximumPathBytes else {
+            Glibc.close(fd)
+            throw .socketPathTooLong(path: path, bytes: pathBytes.count)
+        }
+        var address = UnixSocketAddress.make(boundPath)
         // The socket gets its final mode at bind time through the umask,
-        // instead of a chmod(path) afterwards: chmod follows symlinks, so in
-        // a directory others can write, a path swapped for a symlink between
-        // bind and chmod would hand the mode to the symlink's target. The
+        // instead of a chmod(path) afterwards: chmod follows symlinks. The
         // umask is per process: the lock keeps engines starting at the same
         // time in one process from restoring each other's temporary mask.
         let (bound, bindErrno) = UnixListener.umaskLock.withLock { _ in
@@ -54,104 +72,80 @@ struct UnixListener {
             if bindErrno == EADDRINUSE { throw .socketInUse(path: path) }
             throw .socketSetup(operation: "bind()", path: path, errno: bindErrno)
         }
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            let code = errno
+        let info: FileStatus?
+        do {
+            info = try directory.statusOf(name)
+        } catch {
             Glibc.close(fd)
-            throw .socketSetup(operation: "lstat()", path: path, errno: code)
+            throw .socketSetup(operation: "stat() after bind", path: path, errno: error.code)
         }
-        guard (info.st_mode & S_IFMT) == S_IFSOCK, info.st_uid == geteuid(), info.st_mode & 0o777 == mode & 0o777 else {
+        guard let info, info.kind == .socket, info.owner == geteuid(), info.permissions & 0o777 == mode & 0o777 else {
             Glibc.close(fd)
             throw .socketPathOccupied(path: path, what: "replaced by something else right after bind (a race with another process?)")
         }
         guard listen(fd, backlog) == 0 else {
             let code = errno
             Glibc.close(fd)
-            unlink(path)
+            _ = try? directory.remove(name)
             throw .socketSetup(operation: "listen()", path: path, errno: code)
         }
         self.fd = fd
         self.path = path
-        self.device = UInt64(info.st_dev)
-        self.inode = UInt64(info.st_ino)
+        socketStatus = info
     }
 
-    /// Closes the socket and unlinks the path if it still names our socket
+    /// Closes the socket and removes it if the name still means our socket
     /// (another daemon may have replaced it after we stopped answering).
     func close(logger: Logger) {
         Glibc.close(fd)
-        var info = stat()
-        if lstat(path, &info) == 0, UInt64(info.st_dev) == device, UInt64(info.st_ino) == inode {
-            unlink(path)
+        if let current = try? directory.statusOf(name), current.isSameFile(as: socketStatus) {
+            _ = try? directory.remove(name)
         } else {
             logger.warning("socket path no longer names this daemon's socket; leaving it", metadata: ["path": "\(path)"])
         }
     }
 
-    /// Creates missing parent directories; the last one gets `mode`.
-    /// An existing directory is left as it is (the operator chose it), but
-    /// it must be a directory, not a symlink to one.
-    private static func ensureParentDirectory(of path: String, mode: mode_t, logger: Logger) throws(EngineError) {
-        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")), slash != path.utf8.startIndex else { return }
-        let parent = String(path[..<slash])
-        var info = stat()
-        if lstat(parent, &info) == 0 {
-            guard (info.st_mode & S_IFMT) == S_IFDIR else {
-                throw .socketPathOccupied(path: parent, what: (info.st_mode & S_IFMT) == S_IFLNK ? "a symbolic link" : "not a directory")
-            }
-            // Someone else's directory (a squatted /tmp/secureops-$UID, say)
-            // would let them replace the socket under us.
-            if info.st_uid != geteuid() && info.st_uid != 0 {
-                throw .unsafeSocketDirectory(path: parent, why: "it is owned by uid \(info.st_uid), not by this process (uid \(geteuid())) or root")
-            }
-            if info.st_mode & 0o022 != 0 {
-                if info.st_mode & S_ISVTX == 0 {
-                    throw .unsafeSocketDirectory(path: parent, why: "others may write to it (mode 0\(String(info.st_mode & 0o7777, radix: 8))) and could replace the socket")
-                }
-                logger.warning("socket directory is shared (sticky, writable by others); a private directory is safer", metadata: ["path": "\(parent)"])
-            }
-            return
+    /// The socket's directory, checked from `/` down and created (with
+    /// `mode` for the last one, 0755 above it, through the umask) if
+    /// missing. Someone else's directory (a squatted /tmp/secureops-$UID,
+    /// say) would let them replace the socket; a shared sticky one is
+    /// allowed with a warning.
+    private static func openDirectory(_ path: String, mode: mode_t, logger: Logger) throws(EngineError) -> OpenedDirectory {
+        let directory: OpenedDirectory
+        do {
+            directory = try TrustedPath.openDirectory(
+                path, trust: .rootAnd(geteuid()), final: .traversable,
+                creating: TrustedPath.Creation(intermediateMode: 0o755, finalMode: mode))
+        } catch {
+            throw .unsafeSocketDirectory(path: error.component, why: "it " + error.reason)
         }
-        try ensureParentDirectory(of: parent, mode: 0o755, logger: logger)
-        // The mode comes from the umask at creation (no chmod by path, which
-        // would follow a symlink swapped in by someone else).
-        let (made, code) = umaskLock.withLock { _ in
-            let oldMask = umask(~mode & 0o777)
-            let made = mkdir(parent, mode)
-            let code = errno
-            umask(oldMask)
-            return (made, code)
+        if directory.status.isWritableByGroupOrOthers {
+            logger.warning("socket directory is shared (sticky, writable by others); a private directory is safer", metadata: ["path": "\(path)"])
         }
-        if made != 0 && code != EEXIST {
-            throw .socketSetup(operation: "mkdir()", path: parent, errno: code)
-        }
-        guard lstat(parent, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw .socketPathOccupied(path: parent, what: "not a directory after mkdir (a race with another process?)")
-        }
-        logger.debug("created socket directory", metadata: ["path": "\(parent)"])
+        return directory
     }
 
     /// A socket file left by a daemon that died is replaced; one that a live
-    /// server answers on is not.
-    private static func removeStaleSocket(at path: String, logger: Logger) throws(EngineError) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
-            let kind: String
-            switch info.st_mode & S_IFMT {
-            case S_IFLNK: kind = "a symbolic link"
-            case S_IFDIR: kind = "a directory"
-            case S_IFREG: kind = "a regular file"
-            default: kind = "another kind of file"
-            }
-            throw .socketPathOccupied(path: path, what: kind)
+    /// server answers on is not, nor anything that is not a socket.
+    private static func removeStaleSocket(_ name: String, in directory: OpenedDirectory, path: String, logger: Logger) throws(EngineError) {
+        let existing: FileStatus?
+        do {
+            existing = try directory.statusOf(name)
+        } catch {
+            throw .socketSetup(operation: "stat()", path: path, errno: error.code)
         }
-        if isAnswering(path: path) {
+        guard let existing else { return }
+        guard existing.kind == .socket else {
+            throw .socketPathOccupied(path: path, what: "\(existing.kind)")
+        }
+        if isAnswering(path: "/proc/self/fd/\(directory.descriptor.raw)/\(name)") {
             throw .socketInUse(path: path)
         }
         logger.info("replacing stale socket file (nothing answers on it)", metadata: ["path": "\(path)"])
-        if unlink(path) != 0 && errno != ENOENT {
-            throw .socketSetup(operation: "unlink() stale socket", path: path, errno: errno)
+        do {
+            try directory.remove(name)
+        } catch {
+            throw .socketSetup(operation: "unlink() stale socket", path: path, errno: error.code)
         }
     }
 
