@@ -179,6 +179,27 @@ struct EngineEmbeddingTests {
         engine.shutdownAndWait()
     }
 
+    /// A frame that closes the connection is the last one handled, even
+    /// while an earlier offloaded reply holds the error back and other
+    /// replies drain meanwhile (a drained send used to resume reading).
+    @Test func nothingAfterAFrameThatClosesTheConnectionIsHandled() throws {
+        let scratch = try ScratchDirectory()
+        let engine = try startEngine(Counters(tag: "t"), path: scratch.socket()) { $0.limits.maxFrameBytes = 128 }
+        let client = try SecureOpsConnection.connect(to: scratch.socket())
+        let oversized = #"{"op":"get","name":""# + String(repeating: "x", count: 200) + #""}"#
+        try client.sendRaw(Array("{\"op\":\"get\",\"name\":\"x\"}\n{\"op\":\"slow\"}\n\(oversized)\n".utf8))
+        #expect(try object(client.readLine())["value"] as? Int == 0)
+        // The reply to `get` has been sent; `slow` still runs.
+        try client.send(line: #"{"op":"add","name":"x"}"#)
+        #expect(try object(client.readLine())["slow"] as? Bool == true)
+        #expect(try client.readLine()?.contains("frame exceeds the 128-byte limit") == true)
+        #expect(try client.readLine(timeout: 5) == nil)
+        let other = try SecureOpsConnection.connect(to: scratch.socket())
+        try other.send(line: #"{"op":"get","name":"x"}"#)
+        #expect(try object(other.readLine())["value"] as? Int == 0, "the add after the oversized frame was handled")
+        engine.shutdownAndWait()
+    }
+
     @Test func aHandlerThatThrowsGetsTheClientAnErrAndTheEngineLivesOn() throws {
         let scratch = try ScratchDirectory()
         let engine = try startEngine(Counters(tag: "t"), path: scratch.socket())
