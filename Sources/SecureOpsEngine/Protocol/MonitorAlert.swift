@@ -66,10 +66,6 @@ public struct AlertOrigin: Sendable, Equatable, Codable {
         self.pid = pid
     }
 
-    public init(_ peer: PeerCred) {
-        self.init(uid: peer.uid, pid: peer.pid)
-    }
-
     /// Writes `{"uid":U,"pid":P}` as the next value.
     func write(into writer: inout JSONWriter) {
         writer.beginObject()
