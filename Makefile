@@ -27,13 +27,18 @@ release: deps
 run: release
 	.build/release/secureopsd $(if $(SOCKET),--socket $(SOCKET)) $(ARGS)
 
-## The whole test suite (unit and end-to-end against real daemons), then
+## The whole test suite (unit and end-to-end against real daemons), the
+## release build `make run` uses, then
 ## the same suite again under AddressSanitizer + LeakSanitizer (what CI
 ## runs; about 3 extra minutes from a fresh clone). ASAN=0 skips that pass.
 ASAN ?= 1
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@# What `make run` builds must build: release is whole-module, and once
+	@# compiled what debug did not.
+	$(SWIFT) build -c release --product secureopsd
+	$(SWIFT) build -c release --product secureops
 ifneq ($(ASAN),0)
 	./scripts/test-sanitized.sh address
 endif

@@ -1,3 +1,4 @@
+import CURing // for the socket constants: in whole-module (release) builds Glibc alone leaves them unresolved here
 import Glibc
 import Logging
 import SecureOpsSystem
