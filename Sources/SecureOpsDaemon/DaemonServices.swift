@@ -86,10 +86,30 @@ public final class DaemonServices: Sendable {
     static let reservedSource = "secureopsd"
 
     /// Whether `source` reads as the daemon's own: the same letters in any
-    /// case, with any whitespace or control characters around or in it.
+    /// ASCII case, with any whitespace, control or format characters (a
+    /// zero-width space, say) around or between them. On the publish path:
+    /// no allocation, and most sources fail at their first letters. (A
+    /// look-alike from another script still gets through; `origin` tells
+    /// who published it either way.)
     static func isReservedSource(_ source: String) -> Bool {
-        let letters = source.unicodeScalars.filter { !$0.properties.isWhitespace && $0.properties.generalCategory != .control && $0.properties.generalCategory != .format }
-        return String(String.UnicodeScalarView(letters)).lowercased() == reservedSource
+        let reserved = reservedSource.utf8
+        var next = reserved.startIndex
+        for scalar in source.unicodeScalars {
+            if scalar.isASCII {
+                // Whitespace and control characters are skipped, like below.
+                if scalar.value <= 0x20 || scalar.value == 0x7F { continue }
+            } else {
+                let properties = scalar.properties
+                if properties.isWhitespace || properties.generalCategory == .control || properties.generalCategory == .format { continue }
+                return false
+            }
+            guard next != reserved.endIndex else { return false }
+            var byte = UInt8(scalar.value)
+            if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") { byte += 32 }
+            guard byte == reserved[next] else { return false }
+            next = reserved.index(after: next)
+        }
+        return next == reserved.endIndex
     }
 
     /// Whether `connection` may still use `verb` under the policy in force
