@@ -54,11 +54,7 @@ struct BackpressureTests {
             policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["alerts"]}]}"#,
             socketMode: "0666", reachableByOtherUsers: true)
         let publisher = try daemon.connect()
-        let padding = String(repeating: "x", count: 1000)
-        for index in 0..<2000 {
-            try publisher.send(.publish(AlertInput(severity: .info, source: "fill", message: "\(index)", details: try RawJSON(validating: Array(#"{"pad":"\#(padding)"}"#.utf8)))))
-        }
-        for _ in 0..<2000 { _ = try publisher.reply() }
+        try retain(2000, alertsOf: 1000, through: publisher)
         let before = try publisher.status().framesReceived ?? 0
 
         let burst = Process()
@@ -104,11 +100,7 @@ struct BackpressureTests {
             policy: #"{"version": 2, "grants": [{"uid": 65534, "allow": ["alerts"]}]}"#,
             socketMode: "0666", reachableByOtherUsers: true)
         let publisher = try daemon.connect()
-        let padding = String(repeating: "x", count: 2000)
-        for index in 0..<1000 {
-            try publisher.send(.publish(AlertInput(severity: .info, source: "fill", message: "\(index)", details: try RawJSON(validating: Array(#"{"pad":"\#(padding)"}"#.utf8)))))
-        }
-        for _ in 0..<1000 { _ = try publisher.reply() }
+        try retain(1000, alertsOf: 2000, through: publisher)
         // About 160 KB every half second: enough for the kernel to take a
         // little of the ~2 MB reply each time, far too little to finish it.
         let reader = Process()
@@ -125,5 +117,15 @@ struct BackpressureTests {
         let read = Int(text.split(separator: "\n").last?.split(separator: " ").last ?? "") ?? -1
         #expect(read >= 0 && read < 2_000_000, "the reader got the whole reply (\(read) bytes) before the cut: \(text)")
         try waitUntil("the cut in the daemon's log") { daemon.log.contains("closing slow consumer: a send did not finish within 2.0 seconds") }
+    }
+
+    /// Publishes `count` alerts whose details pad them to about `bytes`
+    /// bytes each (pipelined), and waits for every answer.
+    func retain(_ count: Int, alertsOf bytes: Int, through publisher: SecureOpsConnection) throws {
+        let details = try RawJSON(validating: Array(#"{"pad":"\#(String(repeating: "x", count: bytes))"}"#.utf8))
+        for index in 0..<count {
+            try publisher.send(.publish(AlertInput(severity: .info, source: "fill", message: "\(index)", details: details)))
+        }
+        for _ in 0..<count { _ = try publisher.reply() }
     }
 }

@@ -110,9 +110,7 @@ struct ControlPlaneAuditTests {
         let directory = try makeTemporaryDirectory("secureops-test")
         let bin = directory + "/bin"
         mkdir(bin, 0o755)
-        let program = bin + "/stop-agent"
-        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
-        chmod(program, 0o755)
+        let program = try writeStopAgent(in: bin)
         let daemon = try DaemonProcess(
             policy: #"{"version": 2, "grants": [], "onKill": {"command": ["\#(program)"], "timeoutSecs": 5}}"#, directory: directory)
         let connection = try daemon.connect()

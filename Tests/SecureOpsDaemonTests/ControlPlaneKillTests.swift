@@ -156,9 +156,7 @@ struct ControlPlaneKillTests {
         let directory = try makeTemporaryDirectory("secureops-test")
         let bin = directory + "/bin"
         mkdir(bin, 0o755)
-        let program = bin + "/stop-agent"
-        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
-        chmod(program, 0o755)
+        let program = try writeStopAgent(in: bin)
         chown(bin, 65534, 65534)
         let policy = directory + "/policy.json"
         try #"{"version": 2, "grants": [], "onKill": {"command": ["\#(program)"]}}"#.write(toFile: policy, atomically: false, encoding: .utf8)
@@ -177,9 +175,7 @@ struct ControlPlaneKillTests {
         let marker = scratch + "/attacker-ran"
         let bin = scratch + "/bin"
         mkdir(bin, 0o755)
-        let program = bin + "/stop-agent"
-        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
-        chmod(program, 0o755)
+        let program = try writeStopAgent(in: bin)
         let daemon = try DaemonProcess(policy: #"{"version": 2, "grants": [], "onKill": {"command": ["\#(program)"], "timeoutSecs": 5}}"#)
         // An administrator's mistake: the directory is given to another user,
         // who swaps the program for their own script.

@@ -94,6 +94,16 @@ func makeTemporaryDirectory(_ prefix: String = "secureops-test") throws -> Strin
     return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
+/// Writes an executable `stop-agent` script (`exit 0`, mode 0755) into
+/// `directory`, for policies' onKill; returns its path.
+@discardableResult
+func writeStopAgent(in directory: String, body: String = "exit 0\n") throws -> String {
+    let program = directory + "/stop-agent"
+    try ("#!/bin/sh\n" + body).write(toFile: program, atomically: false, encoding: .utf8)
+    chmod(program, 0o755)
+    return program
+}
+
 /// Replaces a policy file the way an operator's tooling should: a new file
 /// renamed over the old one, mode 0644, so the daemon never reads half.
 func replacePolicy(_ path: String, with text: String) throws {

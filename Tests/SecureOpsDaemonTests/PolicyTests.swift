@@ -63,9 +63,7 @@ struct PolicyTests {
     /// being a script in `directory` (loading checks the program exists
     /// and only root may change it).
     func writeExample(in directory: String) throws -> String {
-        let program = directory + "/stop-agent"
-        try "#!/bin/sh\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
-        chmod(program, 0o755)
+        let program = try writeStopAgent(in: directory)
         let path = directory + "/policy.json"
         try Self.example.replacingOccurrences(of: "/usr/local/bin/stop-agent", with: program).write(toFile: path, atomically: false, encoding: .utf8)
         return path
