@@ -43,7 +43,7 @@ import Testing
         #expect(error(#"{"type":"subscribe","since":-1}"#)?.description
             == "since: expected an integer between 0 and 18446744073709551615, found -1")
         #expect(error(#"{"type":"alerts","limit":1.5}"#)?.description
-            == "limit: expected an integer between -9223372036854775808 and 9223372036854775807, found 1.5")
+            == "limit: expected an integer between 0 and 18446744073709551615, found 1.5")
     }
 
     @Test func reportsATopLevelThatIsNotAnObject() {

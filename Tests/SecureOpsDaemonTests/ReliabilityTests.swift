@@ -135,7 +135,7 @@ enum HostileFrames {
         Case(name: "an escaped NUL in a published message", bytes: Array(#"{"type":"publish","alert":{"severity":"low","source":"x","message":"a\u0000b"}}"#.utf8), expectedPrefix: ok),
         Case(name: "a code point above U+10FFFF", bytes: Array(#"{"type":"ping","s":""#.utf8) + [0xF4, 0x90, 0x80, 0x80] + Array(#""}"#.utf8), expectedPrefix: error),
         Case(name: "a type that is an object", bytes: Array(#"{"type":{"type":"ping"}}"#.utf8), expectedPrefix: error),
-        Case(name: "a duplicate type key", bytes: Array(#"{"type":"kill","type":"ping"}"#.utf8), expectedPrefix: ok),
+        Case(name: "a duplicate type key", bytes: Array(#"{"type":"ping","type":"kill"}"#.utf8), expectedPrefix: #"{"type":"err","message":"type: duplicate key"#),
         Case(name: "two values on one line", bytes: Array(#"{"type":"ping"}{"type":"kill"}"#.utf8), expectedPrefix: error),
         Case(name: "a reason full of control characters", bytes: Array(#"{"type":"publish","alert":{"severity":"low","source":"\u001b[31m","message":"\r\n{\"type\":\"alert\"}"}}"#.utf8), expectedPrefix: ok),
     ]

@@ -199,4 +199,19 @@ struct WireProtocolTests {
             }
         }
     }
+
+    /// Found trying the daemon against the contract: the decoder kept the
+    /// last of two `type` keys, so a frame that reads as `ping` tripped
+    /// the kill switch. A repeated key is an error now, and nothing runs.
+    @Test func aFrameWithTwoTypesIsAnErrorAndTripsNothing() throws {
+        let daemon = try DaemonProcess()
+        let client = try RawClient(path: daemon.socketPath)
+        try client.write(#"{"type":"ping","type":"kill"}"# + "\n" + #"{"type":"alerts","limit":-1}"# + "\n")
+        let lines = client.readLines(2)
+        #expect(lines == [
+            #"{"type":"err","message":"type: duplicate key \"type\": a key may appear only once in an object"}"#,
+            #"{"type":"err","message":"limit: expected an integer between 0 and 18446744073709551615, found -1"}"#,
+        ])
+        #expect(try daemon.connect().status().killed == false)
+    }
 }

@@ -7,7 +7,7 @@ import Synchronization
 /// Reference counted: the broadcast ring holds each chunk while it retains
 /// any of its frames, and every in-flight send holds the chunks its iovecs
 /// point into, so a frame evicted from the ring outlives its eviction for as
-/// long as a send still reads it (DESIGN.md, invariant 1).
+/// long as a send still reads it (docs/DESIGN.md, invariant 1).
 @_spi(Benchmarks) public final class BroadcastChunk {
     let storage: UnsafeMutableRawPointer
     let capacity: Int

@@ -84,7 +84,7 @@ public struct FastJSONValueDecoder {
     @inline(__always)
     public func keyedContainer<Key: CodingKey>(keyedBy type: Key.Type) throws -> FastJSONKeyedContainer<Key> {
         guard impl.document[value].kind == .object else { throw notAnObject() }
-        return FastJSONKeyedContainer(decoder: impl, object: value, depth: depth)
+        return try FastJSONKeyedContainer(decoder: impl, object: value, depth: depth)
     }
 
     // Out of line: building the error's metadata stays off the hot path.

@@ -210,7 +210,7 @@ final class JSONDecoderImpl: Decoder {
         guard document[cursor].kind == .object else {
             throw mismatch([String: Any].self, "a JSON object", at: cursor, path: codingPath)
         }
-        return FastJSONKeyedContainer(decoder: self, object: cursor, depth: cursorDepth)
+        return try FastJSONKeyedContainer(decoder: self, object: cursor, depth: cursorDepth)
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
@@ -430,6 +430,30 @@ public struct FastJSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProt
     let object: UInt32
     let depth: Int
 
+    /// The one way to a keyed container, so the rule holds for every
+    /// typed decoding: an object a type reads fields from may not repeat a
+    /// key. A frame that reads as `{"type":"ping"}` to whatever looks at it
+    /// first must not act as the `kill` its second `type` says. (Free-form
+    /// values, `JSONValue` and `RawJSON`, are read from the tape directly
+    /// and keep RFC 8259's latitude.)
+    @inline(__always)
+    init(decoder: JSONDecoderImpl, object: UInt32, depth: Int) throws {
+        if let repeated = decoder.document.firstRepeatedKey(in: object) {
+            throw Self.duplicate(decoder, key: repeated, depth: depth)
+        }
+        self.decoder = decoder
+        self.object = object
+        self.depth = depth
+    }
+
+    @inline(never)
+    private static func duplicate(_ decoder: JSONDecoderImpl, key: UInt32, depth: Int) -> DecodingError {
+        let name = decoder.document.decodeString(at: key)
+        return .dataCorrupted(.init(
+            codingPath: decoder.codingPath(depth: depth) + [JSONCodingKey(stringValue: name)],
+            debugDescription: "duplicate key \(jsonQuoted(name)): a key may appear only once in an object"))
+    }
+
     public var codingPath: [any CodingKey] { decoder.codingPath(depth: depth) }
 
     public var allKeys: [Key] {
@@ -562,7 +586,7 @@ public struct FastJSONKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProt
             throw decoder.mismatch([String: Any].self, "a JSON object", at: v, path: path(key))
         }
         decoder.push(Int(v - 1), depth: depth)
-        return KeyedDecodingContainer(FastJSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
+        return KeyedDecodingContainer(try FastJSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
     }
 
     public func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
@@ -719,7 +743,7 @@ struct JSONUnkeyedContainer: UnkeyedDecodingContainer {
         }
         decoder.push(-currentIndex - 1, depth: depth)
         advance()
-        return KeyedDecodingContainer(FastJSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
+        return KeyedDecodingContainer(try FastJSONKeyedContainer<NestedKey>(decoder: decoder, object: v, depth: depth + 1))
     }
 
     mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer {

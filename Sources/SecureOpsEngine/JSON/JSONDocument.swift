@@ -7,7 +7,7 @@
 // only when the caller asks for it. There is no tree and no per-frame
 // allocation once the storage has grown to the size of the largest frame.
 //
-// Hazards handled here (DESIGN.md invariant 8, "the decoder is total"):
+// Hazards handled here (docs/DESIGN.md, invariant 8, "the decoder is total"):
 // - no recursion: open containers are linked through the tape itself, so
 //   100,000 opening brackets cost an error at `maxDepth`, not a stack overflow;
 // - every read of `p[i]` is preceded by `i < n`;
@@ -616,6 +616,82 @@ final class JSONDocument {
             return UnsafeBufferPointer(start: base + Int(e.start) - 1, count: Int(e.end &- e.start) + 2)
         }
         return UnsafeBufferPointer(start: base + Int(e.start), count: Int(e.end &- e.start))
+    }
+
+    /// The key entry of the first member of the object at `object` whose key
+    /// (after unescaping) repeats an earlier one, or nil. Pairwise for the
+    /// small objects requests are made of, hashed past 16 members: a hostile
+    /// object of many keys costs linear time, not quadratic.
+    func firstRepeatedKey(in object: UInt32) -> UInt32? {
+        let end = entries[Int(object)].next
+        var members = 0
+        var i = object &+ 1
+        while i < end {
+            members += 1
+            i = entries[Int(i &+ 1)].next
+        }
+        guard members > 1 else { return nil }
+        if members > 16 {
+            var seen = Set<[UInt8]>()
+            i = object &+ 1
+            while i < end {
+                if !seen.insert(withStringBytes(at: i) { Array($0) }).inserted { return i }
+                i = entries[Int(i &+ 1)].next
+            }
+            return nil
+        }
+        // A 64-bit filter over (length, first and last byte) first: keys
+        // that differ there cannot be equal, and for the few keys a request
+        // has that settles it without comparing pairs. Escaped keys, or a
+        // collision, take the exact comparison below.
+        var filter: UInt64 = 0
+        var clash = false
+        i = object &+ 1
+        while i < end {
+            let e = entries[Int(i)]
+            let length = Int(e.end &- e.start)
+            if e.flags & TapeEntry.hasEscapes != 0 || length == 0 {
+                clash = true
+                break
+            }
+            let first = base[Int(e.start)], last = base[Int(e.end) - 1]
+            let bit: UInt64 = 1 << ((UInt64(length) &* 7 &+ UInt64(first) &* 3 &+ UInt64(last)) & 63)
+            if filter & bit != 0 {
+                clash = true
+                break
+            }
+            filter |= bit
+            i = entries[Int(i &+ 1)].next
+        }
+        guard clash else { return nil }
+        var later = entries[Int(object &+ 2)].next
+        while later < end {
+            var earlier = object &+ 1
+            while earlier < later {
+                if keysEqual(earlier, later) { return later }
+                earlier = entries[Int(earlier &+ 1)].next
+            }
+            later = entries[Int(later &+ 1)].next
+        }
+        return nil
+    }
+
+    /// Whether two string entries hold the same text after unescaping;
+    /// without escapes (the usual case), a byte comparison in place.
+    @inline(__always)
+    private func keysEqual(_ a: UInt32, _ b: UInt32) -> Bool {
+        let ea = entries[Int(a)], eb = entries[Int(b)]
+        if (ea.flags | eb.flags) & TapeEntry.hasEscapes == 0 {
+            let length = Int(ea.end &- ea.start)
+            guard length == Int(eb.end &- eb.start) else { return false }
+            return bytesEqual(
+                UnsafeBufferPointer(start: base + Int(ea.start), count: length),
+                UnsafeBufferPointer(start: base + Int(eb.start), count: length))
+        }
+        // `stringEquals` may unescape into the shared scratch buffer: the
+        // other key goes through a copy.
+        let bytes = withStringBytes(at: b) { Array($0) }
+        return bytes.withUnsafeBufferPointer { stringEquals(a, $0) }
     }
 
     /// The value index of member `key` of the object at `object` (the last

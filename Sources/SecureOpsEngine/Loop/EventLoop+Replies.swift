@@ -4,7 +4,7 @@ import Dispatch
 ///
 /// A reply goes straight to the connection's output unless an earlier
 /// request's offloaded reply is still outstanding; then it waits in
-/// `orderedReplies` until everything before it is ready (DESIGN.md,
+/// `orderedReplies` until everything before it is ready (docs/DESIGN.md,
 /// invariant 3).
 extension EventLoop {
     /// Queues `bytes` as the reply to `requestID`. Returns false when the

@@ -3,7 +3,7 @@ import Glibc
 
 /// Sending: one `sendmsg` in flight per connection, gathering its queued
 /// replies and, for a subscriber, the broadcast frames from its cursor to the
-/// head (DESIGN.md, "Fan-out"). More than one send in flight on a stream
+/// head (docs/DESIGN.md, invariants 4 and 6). More than one send in flight on a stream
 /// socket could reorder bytes; fewer than one per loop turn would leave
 /// subscribers idle.
 extension EventLoop {

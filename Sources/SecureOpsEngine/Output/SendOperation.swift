@@ -4,7 +4,7 @@ import Glibc
 /// memory that does not move), the response buffers it drains and the
 /// broadcast chunks it points into. The operation owns them until its
 /// completion is reaped, which is what keeps a frame alive after the ring
-/// evicts it, and a response buffer safe from reuse (DESIGN.md, invariant 1).
+/// evicts it, and a response buffer safe from reuse (docs/DESIGN.md, invariant 1).
 ///
 /// A partial send is normal on a stream socket: `advance` moves past what
 /// went out and the same operation is submitted again for the rest. Frames

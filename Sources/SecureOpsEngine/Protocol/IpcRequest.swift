@@ -167,7 +167,8 @@ extension IpcRequest: FastJSONDecodable {
         case .subscribe:
             self = .subscribe(since: try container.decodeIfPresent(UInt64.self, forKey: .since))
         case .alerts:
-            self = .alerts(limit: try container.decodeIfPresent(Int.self, forKey: .limit))
+            // Unsigned on the wire: a negative limit is a wrong field type.
+            self = .alerts(limit: try container.decodeIfPresent(UInt64.self, forKey: .limit).map { Int(clamping: $0) })
         case .reloadPolicy:
             self = .reloadPolicy
         case .publish:

@@ -4,7 +4,7 @@
 /// A completion for a connection that has since closed carries the old
 /// generation; the loop compares it with the slot's current one and drops the
 /// completion, so it can never act on a newer connection that reused the slot
-/// or the file descriptor (DESIGN.md, invariant 2).
+/// or the file descriptor (docs/DESIGN.md, invariant 2).
 enum OperationKind: UInt8 {
     case accept = 1
     case receive = 2
