@@ -5,6 +5,8 @@ let package = Package(
     name: "secureops",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "SecureOpsJSON", targets: ["SecureOpsJSON"]),
+        .library(name: "SecureOpsWire", targets: ["SecureOpsWire"]),
         .library(name: "SecureOpsEngine", targets: ["SecureOpsEngine"]),
         .library(name: "SecureOpsClient", targets: ["SecureOpsClient"]),
         .library(name: "SecureOpsEngineService", targets: ["SecureOpsEngineService"]),
@@ -27,16 +29,24 @@ let package = Package(
         // component at a time on descriptors, directories held open, peer
         // credentials from the kernel.
         .target(name: "SecureOpsSystem", dependencies: ["CSystem"]),
+        // JSON values, the Codable decoder over raw bytes, the frame writer.
+        .target(name: "SecureOpsJSON"),
+        // The SecureOps wire contract (docs/WIRE.md): request, response and
+        // alert types, the newline framing, the defaults clients share.
+        .target(name: "SecureOpsWire", dependencies: ["SecureOpsJSON"]),
         // The C surface of liburing (Debian: liburing-dev).
         .target(
             name: "CURing",
             linkerSettings: [.linkedLibrary("uring")]
         ),
-        // The io_uring engine: ring, loop, framing, JSON, broadcast, protocol.
+        // The event-loop engine: ring, loop, broadcast, listener. Generic:
+        // any newline-delimited JSON protocol (it re-exports JSON and wire).
         .target(
             name: "SecureOpsEngine",
             dependencies: [
                 "CURing",
+                "SecureOpsJSON",
+                "SecureOpsWire",
                 "SecureOpsSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,16 +62,18 @@ let package = Package(
             ]
         ),
         // The client side of the wire contract: blocking core and async API.
+        // JSON and wire only (and the system layer for SO_PEERCRED): no
+        // engine, no liburing.
         .target(
             name: "SecureOpsClient",
-            dependencies: ["SecureOpsEngine", "SecureOpsSystem"]
+            dependencies: ["SecureOpsJSON", "SecureOpsWire", "SecureOpsSystem"]
         ),
         // The signed, hash-chained audit log: written by the daemon,
         // verified by `secureops verify-log`.
         .target(
             name: "SecureOpsAuditLog",
             dependencies: [
-                "SecureOpsEngine",
+                "SecureOpsJSON",
                 "SecureOpsSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -99,6 +111,7 @@ let package = Package(
             name: "secureops-bench",
             dependencies: [
                 "SecureOpsClient",
+                "SecureOpsEngine",
                 "SecureOpsSystem",
                 "CURing",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -107,13 +120,14 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureOpsEngineTests",
-            dependencies: ["SecureOpsEngine"]
+            dependencies: ["SecureOpsEngine", "SecureOpsWire"]
         ),
         // In-process engines with handlers of their own (the embedding API).
         .testTarget(
             name: "EmbeddingTests",
             dependencies: [
                 "SecureOpsEngine",
+                "SecureOpsSystem",
                 "SecureOpsEngineService",
                 "SecureOpsClient",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -121,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "JSONTests",
-            dependencies: ["SecureOpsEngine"],
+            dependencies: ["SecureOpsJSON", "SecureOpsWire"],
             exclude: ["Resources"]
         ),
         .testTarget(

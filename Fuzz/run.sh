@@ -20,16 +20,15 @@ shift $(( $# > 2 ? 2 : $# )) || true
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 swiftc="${SWIFTC:-$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)}"
-engine="$root/Sources/SecureOpsEngine"
 
 case "$target" in
   decoder)
-    sources=("$here/DecoderFuzz.swift" "$engine"/JSON/*.swift "$engine"/Protocol/*.swift)
+    sources=("$here/DecoderFuzz.swift" "$root"/Sources/SecureOpsJSON/*.swift "$root"/Sources/SecureOpsWire/*.swift)
     seeds=("$here/seeds/decoder" "$root/Tests/JSONTests/Resources/JSONTestSuite/test_parsing")
     dict="$here/json.dict"
     ;;
   framer)
-    sources=("$here/LineFramerFuzz.swift" "$engine"/Framing/LineFramer.swift)
+    sources=("$here/LineFramerFuzz.swift" "$root"/Sources/SecureOpsWire/LineFramer.swift)
     seeds=("$here/seeds/framer")
     dict=""
     ;;
@@ -44,8 +43,15 @@ work="$here/corpus-work/$target"
 mkdir -p "$out" "$work"
 
 echo "building $target fuzzer..."
+# One module holds the target and the code it fuzzes (so it reaches
+# internals): copies without the imports between those modules.
+flat="$(mktemp -d)"
+trap 'rm -rf "$flat"' EXIT
+for source in "${sources[@]}"; do
+  sed -E '/^(@testable )?import SecureOps(JSON|Wire)$/d' "$source" > "$flat/$(basename "$source")"
+done
 "$swiftc" -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g \
-  -module-name SecureOpsEngine "${sources[@]}" -o "$out/$target-fuzzer"
+  -module-name SecureOpsFuzzed -package-name secureops "$flat"/*.swift -o "$out/$target-fuzzer"
 
 existing_seeds=()
 for s in "${seeds[@]}"; do [[ -d "$s" ]] && existing_seeds+=("$s"); done

@@ -1,5 +1,5 @@
 import Crypto
-import SecureOpsEngine
+import SecureOpsJSON
 
 /// `audit.head`: the sequence and hash of the last record known to be on
 /// disk, signed, rewritten after every durable (fsync'd) record.

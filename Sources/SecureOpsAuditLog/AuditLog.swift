@@ -2,7 +2,7 @@ import Crypto
 import Dispatch
 import Glibc
 import Synchronization
-import SecureOpsEngine
+import SecureOpsJSON
 import SecureOpsSystem
 
 /// The signed, hash-chained audit log of one state directory

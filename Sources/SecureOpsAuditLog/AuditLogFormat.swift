@@ -1,5 +1,5 @@
 import Crypto
-import SecureOpsEngine
+import SecureOpsJSON
 
 /// The on-disk format of the signed audit log, shared by the writer and the
 /// verifier so the two can never disagree.

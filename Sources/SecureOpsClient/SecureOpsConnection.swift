@@ -1,5 +1,5 @@
 import Glibc
-import SecureOpsEngine
+import SecureOpsSystem
 
 /// A blocking connection to `secureopsd`: the core the CLI, the tests and
 /// the async client build on.

@@ -1,5 +1,4 @@
 import Glibc
-import SecureOpsEngine
 import SecureOpsSystem
 
 /// Who a client accepts as the server on a socket path: the kernel tells

@@ -1,4 +1,4 @@
-import SecureOpsEngine
+import SecureOpsSystem
 
 /// Typed calls, one per request type of WIRE.md. Each throws
 /// `IpcError.server` with the daemon's message when it answers `err`.

@@ -1,3 +1,4 @@
+import SecureOpsSystem
 import Glibc
 import Logging
 import Synchronization

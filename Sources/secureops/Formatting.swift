@@ -1,5 +1,5 @@
 import Glibc
-import SecureOpsEngine
+import SecureOpsWire
 
 func monotonic() -> Double {
     var now = timespec()

@@ -2,7 +2,7 @@ import ArgumentParser
 import Glibc
 import SecureOpsAuditLog
 import SecureOpsClient
-import SecureOpsEngine
+import SecureOpsWire
 import SecureOpsSystem
 
 @main

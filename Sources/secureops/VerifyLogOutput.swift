@@ -1,5 +1,6 @@
 import SecureOpsAuditLog
-import SecureOpsEngine
+import SecureOpsJSON
+import SecureOpsWire
 
 /// `secureops verify-log` for people: one line when intact, the first bad
 /// record and what is wrong with it otherwise.

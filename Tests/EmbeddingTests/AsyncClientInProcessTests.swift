@@ -1,3 +1,4 @@
+import SecureOpsSystem
 import Foundation
 import SecureOpsClient
 import SecureOpsEngine

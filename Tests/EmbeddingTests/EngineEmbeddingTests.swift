@@ -1,3 +1,4 @@
+import SecureOpsSystem
 import Dispatch
 import Foundation
 import Glibc

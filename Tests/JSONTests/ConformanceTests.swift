@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 /// The JSONTestSuite parsing corpus (nst/JSONTestSuite), run on raw bytes.
 @Suite struct ConformanceTests {

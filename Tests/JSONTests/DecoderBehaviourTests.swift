@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 @Suite struct DecoderBehaviourTests {
     let decoder = FastJSONDecoder()

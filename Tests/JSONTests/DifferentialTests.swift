@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 /// Differential tests against Foundation's `JSONSerialization` (and
 /// `JSONDecoder` for `IpcRequest`): same accept/reject, same values.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 /// Exact messages, offsets and paths for broken frames, as the daemon puts
 /// them in `err` frames.

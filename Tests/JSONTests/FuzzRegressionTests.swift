@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 /// The invariants of Fuzz/DecoderFuzz.swift, replayed on the checked-in
 /// seeds and on inputs that fuzzing and differential testing turned up.

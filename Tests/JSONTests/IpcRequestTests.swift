@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 /// WIRE.md's request examples, decoded by FastJSONDecoder and by
 /// Foundation's JSONDecoder: the same values.

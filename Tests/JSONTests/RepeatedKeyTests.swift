@@ -1,5 +1,6 @@
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 /// The typed decoding's rule for repeated keys, and the wire's unsigned
 /// `limit`: both found trying the daemon against the contract.

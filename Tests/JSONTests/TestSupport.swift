@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import SecureOpsEngine
+@testable import SecureOpsJSON
+@testable import SecureOpsWire
 
 /// The repository root, found from this file's path (Tests/JSONTests/…).
 let repositoryRoot: URL = URL(fileURLWithPath: #filePath)

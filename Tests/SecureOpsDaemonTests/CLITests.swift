@@ -119,4 +119,15 @@ struct CLITests {
         #expect(text.contains("cannot connect to \(daemon.directory)/nope.sock"))
         #expect(text.contains("is secureopsd running? `make run` starts it"))
     }
+
+    /// The client library depends on the JSON and wire layers only (and
+    /// the system layer for SO_PEERCRED): a client does not link liburing.
+    @Test func theCommandLineClientDoesNotLinkLiburing() throws {
+        let (status, output) = try run("/usr/bin/ldd", [DaemonProcess.cliPath])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("libc.so"), "ldd printed \(output)")
+        #expect(!output.contains("liburing"), "the CLI links liburing:\n\(output)")
+        let (_, daemon) = try run("/usr/bin/ldd", [DaemonProcess.daemonPath])
+        #expect(daemon.contains("liburing"), "the check itself: the daemon does link it")
+    }
 }

@@ -1,4 +1,4 @@
-import SecureOpsEngine
+import SecureOpsSystem
 import Synchronization
 
 /// What a subscription yields: alerts, and what happened to the stream.

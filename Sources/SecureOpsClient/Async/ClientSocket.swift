@@ -1,5 +1,5 @@
 import Glibc
-import SecureOpsEngine
+import SecureOpsSystem
 import Synchronization
 
 /// A non-blocking Unix stream socket connected to a server, whose waits go

@@ -1,5 +1,5 @@
 import Glibc
-import SecureOpsEngine
+import SecureOpsSystem
 import Synchronization
 
 /// An async connection to `secureopsd`: typed requests, pipelined, with

@@ -1,5 +1,5 @@
 import Glibc
-import SecureOpsEngine
+import SecureOpsSystem
 import Synchronization
 
 /// Waits for client sockets to become readable or writable, and for

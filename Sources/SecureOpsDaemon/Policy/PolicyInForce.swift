@@ -1,3 +1,4 @@
+import SecureOpsSystem
 import SecureOpsEngine
 
 /// The policy in force and its generation (bumped on every applied reload,

@@ -1,3 +1,4 @@
+import SecureOpsSystem
 import Synchronization
 
 /// A slab of encoded frames laid end to end. Frames are only ever appended

@@ -1,3 +1,4 @@
+import SecureOpsSystem
 import CURing
 import Glibc
 import Synchronization

@@ -1,3 +1,4 @@
+import SecureOpsJSON
 /// The daemon's liveness and counters, as `status` answers them.
 public struct MonitorStatus: Sendable, Equatable, Codable {
     public var running: Bool

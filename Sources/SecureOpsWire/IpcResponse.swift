@@ -1,3 +1,4 @@
+import SecureOpsJSON
 /// One frame from the daemon (WIRE.md, "Responses and pushed frames").
 public enum IpcResponse: Sendable, Equatable {
     /// Success; the payload's members sit beside `"type":"ok"`.

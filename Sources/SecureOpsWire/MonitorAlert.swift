@@ -1,3 +1,4 @@
+import SecureOpsJSON
 /// One alert as subscribers receive it (WIRE.md, "Types").
 public struct MonitorAlert: Sendable, Equatable, Codable {
     /// Strictly increasing from 1, assigned by the daemon.

@@ -812,7 +812,7 @@ func renderPath(_ components: [PathComponent]) -> String {
                 if !out.isEmpty { out += "." }
                 out += k
             } else {
-                out += "[" + jsonQuotedKey(k) + "]"
+                out += "[" + jsonQuoted(k) + "]"
             }
         }
     }
@@ -826,8 +826,14 @@ private func isPlainKey(_ k: String) -> Bool {
     }
 }
 
-private func jsonQuotedKey(_ k: String) -> String {
-    var writer = JSONWriter(capacity: k.utf8.count + 8)
-    writer.string(String(k.prefix(64)))
-    return String(decoding: writer.bytes, as: UTF8.self)
+/// Quotes a value for an error message the way it would appear in JSON
+/// (through `JSONWriter`, the one string escaper), so a control character
+/// in hostile input cannot break the message apart; cut at 64 characters.
+package func jsonQuoted(_ text: String) -> String {
+    let cut = text.unicodeScalars.count > 64
+    var writer = JSONWriter(capacity: min(text.utf8.count, 256) + 8)
+    writer.string(cut ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(64))) : text)
+    var quoted = String(decoding: writer.bytes, as: UTF8.self)
+    if cut { quoted.insert("…", at: quoted.index(before: quoted.endIndex)) }
+    return quoted
 }

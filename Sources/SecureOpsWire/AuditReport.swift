@@ -1,3 +1,4 @@
+import SecureOpsJSON
 /// The answer to `audit` (WIRE.md, "Types").
 public struct AuditReport: Sendable, Equatable, Codable {
     public var startedAt: String

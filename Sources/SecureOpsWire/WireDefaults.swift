@@ -1,3 +1,4 @@
+import SecureOpsJSON
 import Glibc
 
 /// Defaults WIRE.md fixes for every client and the daemon.

@@ -1,3 +1,4 @@
+import SecureOpsJSON
 import Glibc
 
 /// One request frame of the SecureOps wire contract (WIRE.md, "Requests").

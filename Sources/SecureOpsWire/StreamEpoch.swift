@@ -1,3 +1,4 @@
+import SecureOpsJSON
 /// The identity of one engine's broadcast stream (see `Engine.epoch`).
 ///
 /// Sequence numbers are comparable only within one epoch: a restarted
@@ -24,7 +25,7 @@ public struct StreamEpoch: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// A fresh epoch from the system's random source (`getrandom`).
-    static func random() -> StreamEpoch {
+    package static func random() -> StreamEpoch {
         var generator = SystemRandomNumberGenerator()
         return StreamEpoch(rawValue: generator.next())
     }

@@ -1,3 +1,4 @@
+import SecureOpsJSON
 /// How serious an alert is. The wire spells these in lower case.
 public enum Severity: String, Sendable, Codable, CaseIterable, Comparable, FastJSONDecodable {
     case info, low, medium, high, critical
@@ -47,28 +48,4 @@ public enum Severity: String, Sendable, Codable, CaseIterable, Comparable, FastJ
         case .critical: 4
         }
     }
-}
-
-/// Quotes a value for an error message the way it appeared in JSON, so that a
-/// control character in hostile input cannot break the message apart.
-func jsonQuoted(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars.prefix(64) {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    if text.unicodeScalars.count > 64 { out += "…" }
-    return out + "\""
 }
