@@ -42,11 +42,6 @@ void cu_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsig
     free(br);
 }
 
-int cu_accept(int fd) {
-    int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-    return client >= 0 ? client : -errno;
-}
-
 int cu_probe_op(struct io_uring *ring, int op) {
     struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
     if (probe == NULL) {
@@ -57,7 +52,3 @@ int cu_probe_op(struct io_uring *ring, int op) {
     return supported;
 }
 
-int cu_eventfd(void) {
-    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    return fd >= 0 ? fd : -errno;
-}

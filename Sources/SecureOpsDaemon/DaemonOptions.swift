@@ -56,6 +56,7 @@ public struct EngineTuning: Sendable {
     /// Connection slots only root and the daemon's uid may take.
     public var reservedConnections = 32
     public var shutdownGraceSeconds: Double = 5
+    public var ioBackend = IOBackendChoice.auto
 
     public init() {}
 }

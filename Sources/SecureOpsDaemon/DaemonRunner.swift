@@ -80,7 +80,9 @@ public enum DaemonRunner {
         // about a request comes after the start it belongs to.
         let kill = services.killSwitch.current
         services.trail.daemonStarted(pid: getpid(), version: services.version, policy: policy, options: options, killSwitch: kill)
+        raiseDescriptorLimit(logger: logger)
         var configuration = EngineConfiguration(socketPath: options.socketPath)
+        configuration.ioBackend = options.engine.ioBackend
         configuration.socketMode = options.socketMode
         configuration.limits = services.engineLimits(for: policy)
         configuration.receiveBufferCount = options.engine.receiveBufferCount
@@ -126,6 +128,22 @@ public enum DaemonRunner {
         services.trail.daemonStopped(signal: received, uptimeSeconds: services.uptimeSeconds)
         logger.notice("secureopsd stopped")
         return 0
+    }
+
+    /// Raises the soft descriptor limit to the hard one: every connection
+    /// is a descriptor. (The daemon's call, not the engine's: it changes the
+    /// whole process.)
+    private static func raiseDescriptorLimit(logger: Logger) {
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        if limit.rlim_cur < 4096 {
+            logger.warning("RLIMIT_NOFILE is \(limit.rlim_cur): few connections fit; raise it with 'ulimit -n' or LimitNOFILE= in the systemd unit")
+        }
     }
 
     private static func logAuditLogNotes(_ log: AuditLog, logger: Logger) {

@@ -130,11 +130,6 @@ public final class DaemonServices: Sendable {
     func engineLimits(for policy: Policy) -> EngineLimits {
         var limits = EngineLimits()
         limits.maxFrameBytes = policy.limits.maxFrameBytes
-        limits.maxConnectionsPerUID = policy.limits.maxConnectionsPerUid
-        // The per-uid cap and the reserved slots protect against other
-        // users, not the operators: root's kill always finds a slot.
-        limits.privilegedUIDs = [0, daemonUID]
-        limits.reservedConnections = options.engine.reservedConnections
         limits.retainedFrames = policy.limits.retainedAlerts
         limits.onLag = policy.limits.onLag
         limits.retainedBytes = options.engine.retainedBytes

@@ -24,6 +24,8 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
     public var oversizedFrames: Int?
     public var connectionsRefused: Int?
     public var ioUring: String?
+    /// The IO backend serving: `io_uring` or `epoll`.
+    public var ioBackend: String?
     /// This daemon run's broadcast stream identity (16 hex digits). Alert
     /// sequences restart from 1 with a new epoch, so a client reconnecting
     /// with `since` compares epochs to tell a restart.
@@ -60,7 +62,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         case alertsPublished, alertsRetained, lastSequence, lagEvents, policyVersion
         case connectionCapacity, lagDisconnects, slowDisconnects, completionQueueOverflows
         case receiveBufferExhaustions, malformedFrames, oversizedFrames, connectionsRefused, ioUring
-        case epoch, frameTimeouts, readingPaused, framesReceived
+        case epoch, frameTimeouts, readingPaused, framesReceived, ioBackend
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -87,6 +89,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         try c.encodeIfPresent(oversizedFrames, forKey: .oversizedFrames)
         try c.encodeIfPresent(connectionsRefused, forKey: .connectionsRefused)
         try c.encodeIfPresent(ioUring, forKey: .ioUring)
+        try c.encodeIfPresent(ioBackend, forKey: .ioBackend)
         try c.encodeIfPresent(epoch, forKey: .epoch)
         try c.encodeIfPresent(frameTimeouts, forKey: .frameTimeouts)
         try c.encodeIfPresent(readingPaused, forKey: .readingPaused)

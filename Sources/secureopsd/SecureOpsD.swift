@@ -14,6 +14,7 @@ struct SecureOpsD: ParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension IOBackendChoice: ExpressibleByArgument {}
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the daemon in the foreground (the default).")
@@ -54,6 +55,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("cq-entries"), help: "Completion queue entries.")
     var completionQueueEntries: UInt32 = 32_768
 
+    @Option(name: .customLong("io-backend"), help: "auto (io_uring where it can be set up, else epoll), io_uring or epoll.")
+    var ioBackend: IOBackendChoice = .auto
+
     func validate() throws {
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 0660") }
         guard reservedConnections >= 0 else { throw ValidationError("--reserved-connections must be 0 or more") }
@@ -76,6 +80,7 @@ struct Serve: ParsableCommand {
         tuning.retainedBytes = retainedBytes
         tuning.receiveBufferCount = receiveBuffers
         tuning.completionQueueEntries = completionQueueEntries
+        tuning.ioBackend = ioBackend
         let options = DaemonOptions(
             socketPath: socket ?? WireDefaults.socketPath(),
             socketMode: UInt32(socketMode, radix: 8)!,

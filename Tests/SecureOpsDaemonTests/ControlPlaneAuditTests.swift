@@ -9,7 +9,7 @@ import SecureOpsEngine
 struct ControlPlaneAuditTests {
     static let checkIDs = [
         "socket-permissions", "socket-directory", "state-directory", "audit-log-files", "audit-log-chain", "policy-file",
-        "policy-grants", "descriptor-limit", "io-uring", "privileges", "kill-switch", "onkill-command",
+        "policy-grants", "descriptor-limit", "io-backend", "privileges", "kill-switch", "onkill-command",
     ]
 
     func check(_ report: AuditReport, _ id: String) throws -> AuditCheckResult {
@@ -33,9 +33,14 @@ struct ControlPlaneAuditTests {
         let chain = try check(deep, "audit-log-chain")
         #expect(chain.status == .pass)
         #expect(chain.detail.contains("records verify (MACs, sequence, chain, head at seq"), "got \(chain.detail)")
-        let ring = try check(deep, "io-uring")
-        #expect(ring.detail.contains("probed: ACCEPT, RECV, SENDMSG, READ, ASYNC_CANCEL, PROVIDE_BUFFERS supported"), "got \(ring.detail)")
-        #expect(ring.detail.contains("kernel "))
+        let backend = try check(deep, "io-backend")
+        #expect(backend.detail.contains("probed: ACCEPT, RECV, SEND, SENDMSG, READ, POLL_ADD, ASYNC_CANCEL supported"), "got \(backend.detail)")
+        #expect(backend.detail.contains("kernel "))
+        if DaemonProcess.backendUnderTest == "epoll" {
+            #expect(backend.status == .pass && backend.detail.hasPrefix("serving on epoll;") && backend.detail.hasSuffix("as configured (--io-backend epoll)"), "got \(backend.detail)")
+        } else {
+            #expect(backend.detail.hasPrefix("serving on io_uring; kernel "), "got \(backend.detail)")
+        }
     }
 
     @Test func theDeepRunCatchesAnEditInTheMiddleOfTheLiveLogThatTheTailCheckCannotSee() throws {

@@ -62,14 +62,27 @@ struct ExampleServerTests {
         #expect(log.contains("presence-server stopped"), "\(log)")
     }
 
-    @Test func withoutIoUringTheExampleSaysWhyAndExits() throws {
+    /// Where io_uring is denied (a container's seccomp profile), the
+    /// example, which leaves `EngineConfiguration.ioBackend` at `auto`,
+    /// serves on epoll and its log says why once.
+    @Test func withoutIoUringTheExampleServesOnEpollAndSaysWhy() throws {
         let binary = try PresenceServerBuild.binary()
         let helper = try compileFixture("deny-io-uring")
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (status, output) = try run(helper, ["1", binary, "--socket", directory + "/p.sock"])
-        #expect(status == 1)
-        #expect(output.contains("cannot start") && output.contains("seccomp"), "\(output)")
+        let socket = directory + "/p.sock"
+        let logPath = directory + "/server.log"
+        let server = try Process.start(helper, ["1", binary, "--socket", socket, "--snapshot", directory + "/snapshot.json"], log: logPath)
+        defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+        try waitUntilConnectable(socket, process: server, log: logPath)
+
+        let client = try SecureOpsConnection.connect(to: socket)
+        try client.sendRaw(Array("{\"type\":\"set\",\"name\":\"alice\",\"status\":\"online\"}\n".utf8))
+        #expect(try line(client) == #"{"type":"ok","sequence":1}"#)
+        kill(server.processIdentifier, SIGTERM)
+        #expect(try waitForExit(server) == 0)
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        #expect(log.contains("serving on epoll instead") && log.contains("seccomp"), "\(log)")
     }
 
     private func line(_ connection: SecureOpsConnection) throws -> String {

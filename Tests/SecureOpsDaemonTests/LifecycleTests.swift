@@ -94,12 +94,39 @@ struct LifecycleTests {
         #expect(output.contains(#"unknown verb "reboot""#), "got \(output)")
     }
 
+    /// Default containers and hardened hosts deny io_uring_setup (EPERM
+    /// from a seccomp profile, ENOSYS from a kernel built without it): the
+    /// daemon serves on epoll, reports it in `status`, and its log says once
+    /// why io_uring was not used and how to enable it.
     @Test(arguments: [("1", "EPERM", "seccomp"), ("38", "ENOSYS", "built without io_uring")])
-    func ioUringUnavailableFailsStartupNamingTheCauseAndTheFix(errno: String, name: String, hint: String) throws {
+    func withIoUringDeniedTheDaemonServesOnEpollAndSaysWhy(errno: String, name: String, hint: String) throws {
+        let helper = try compileFixture("deny-io-uring")
+        let daemon = try DaemonProcess(extraArguments: ["--io-backend", "auto"], launcher: [helper, errno])
+        let subscriber = try daemon.connect()
+        _ = try subscriber.subscribe()
+        let publisher = try daemon.connect()
+        #expect(try publisher.status().ioBackend == "epoll")
+        let sequence = try publisher.publish(AlertInput(severity: .info, source: "probe", message: "served on epoll"))
+        guard case .alert(let alert)? = try subscriber.nextPush(timeout: 10) else {
+            throw TestFailure("the subscriber got no alert on epoll:\n\(daemon.log)")
+        }
+        #expect(alert.sequence == sequence && alert.message == "served on epoll")
+        let audit = try #require(try publisher.audit().checks.first { $0.id == "io-backend" })
+        #expect(audit.status == .warn && audit.detail.contains("io_uring was not available") && audit.detail.contains(name), "got \(audit.detail)")
+        let log = daemon.log
+        #expect(log.contains("io_uring is not available, serving on epoll instead"), "got \(log)")
+        #expect(log.contains(name) && log.contains(hint), "got \(log)")
+        #expect(try daemon.stop() == 0)
+    }
+
+    /// `--io-backend io_uring` is a requirement, not a preference: where
+    /// io_uring is denied the daemon does not start, and says why.
+    @Test(arguments: [("1", "EPERM", "seccomp"), ("38", "ENOSYS", "built without io_uring")])
+    func requiringIoUringWhereItIsDeniedFailsStartupNamingTheCauseAndTheFix(errno: String, name: String, hint: String) throws {
         let helper = try compileFixture("deny-io-uring")
         let directory = "/tmp/secureops-test-nouring-\(getpid())-\(name)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (status, output) = try run(helper, [errno, DaemonProcess.daemonPath, "--socket", directory + "/s.sock", "--state-dir", directory + "/state"])
+        let (status, output) = try run(helper, [errno, DaemonProcess.daemonPath, "--socket", directory + "/s.sock", "--state-dir", directory + "/state", "--io-backend", "io_uring"])
         #expect(status != 0)
         #expect(output.contains(name), "got \(output)")
         #expect(output.contains(hint), "got \(output)")

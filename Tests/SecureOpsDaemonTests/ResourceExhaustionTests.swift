@@ -7,14 +7,23 @@ import SecureOpsEngine
 /// descriptors, connection slots. The daemon keeps serving and says why.
 @Suite("Resource exhaustion")
 struct ResourceExhaustionTests {
-    @Test func tenThousandSimultaneousSendersShareSixteenReceiveBuffersWithoutLossOrSpinning() throws {
-        let daemon = try DaemonProcess(extraArguments: ["--receive-buffers", "16"])
+    /// On io_uring every receive draws from one group of provided buffers;
+    /// 16 of them for 10,000 senders run dry again and again. epoll reads
+    /// into one buffer per turn and has nothing to run out of: the same
+    /// load must be answered there too, with no exhaustion counted.
+    @Test(arguments: ["io_uring", "epoll"])
+    func tenThousandSimultaneousSendersShareSixteenReceiveBuffersWithoutLossOrSpinning(backend: String) throws {
+        let daemon = try DaemonProcess(extraArguments: ["--receive-buffers", "16", "--io-backend", backend])
         let tool = try compileFixture("fanout-check")
         let (status, output) = try run(tool, ["pings", daemon.socketPath, "10000"])
         #expect(status == 0, "\(output)")
         #expect(output.contains(#""answered":10000"#))
         let stats = try daemon.connect().status()
         let exhaustions = stats.receiveBufferExhaustions ?? 0
+        guard backend == "io_uring" else {
+            #expect(exhaustions == 0)
+            return
+        }
         #expect(exhaustions > 0, "16 buffers for 10,000 senders must run dry")
         // Starved receives are re-armed a few at a time, not all at once in
         // a loop: about one -ENOBUFS per starved connection, not millions.

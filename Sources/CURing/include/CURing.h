@@ -57,7 +57,9 @@ static const uint32_t CU_ASYNC_CANCEL_ANY = IORING_ASYNC_CANCEL_ANY;
 // MARK: - Operation codes the engine probes for
 static const int CU_OP_ACCEPT = IORING_OP_ACCEPT;
 static const int CU_OP_RECV = IORING_OP_RECV;
+static const int CU_OP_SEND = IORING_OP_SEND;
 static const int CU_OP_SENDMSG = IORING_OP_SENDMSG;
+static const int CU_OP_POLL_ADD = IORING_OP_POLL_ADD;
 static const int CU_OP_READ = IORING_OP_READ;
 static const int CU_OP_ASYNC_CANCEL = IORING_OP_ASYNC_CANCEL;
 static const int CU_OP_PROVIDE_BUFFERS = IORING_OP_PROVIDE_BUFFERS;
@@ -109,14 +111,9 @@ static inline void cu_buf_ring_advance(struct io_uring_buf_ring *br, int count) 
 
 // MARK: - Kernel facts
 
-/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): one pending connection, or -errno.
-int cu_accept(int fd);
-
 /// Probes whether the kernel supports `op`. Returns 1, 0, or -errno when the
 /// probe itself failed.
 int cu_probe_op(struct io_uring *ring, int op);
 
-/// A non-blocking, close-on-exec eventfd (the loop's wake-up), or -errno.
-int cu_eventfd(void);
 
 #endif

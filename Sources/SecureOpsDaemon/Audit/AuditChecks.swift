@@ -1,4 +1,3 @@
-import CURing
 import Glibc
 import SecureOpsAuditLog
 import SecureOpsEngine
@@ -10,7 +9,7 @@ import SecureOpsSystem
 enum AuditChecks {
     static let all: [AuditCheck] = [
         socketPermissions, socketDirectory, stateDirectory, auditLogFiles, auditLogChain, policyFile, policyGrants,
-        descriptorLimit, ioUring, privileges, killSwitch, onKillCommand,
+        descriptorLimit, ioBackend, privileges, killSwitch, onKillCommand,
     ]
 
     static let socketPermissions = AuditCheck(
@@ -230,28 +229,40 @@ enum AuditChecks {
         return .pass("\(base); per-uid cap \(perUid) for everyone else")
     }
 
-    /// io_uring as this kernel offers it; `deep` also probes, on a
-    /// throwaway ring, every operation the engine relies on.
-    static let ioUring = AuditCheck(
-        id: "io-uring", title: "io_uring availability and features on this kernel", severity: .medium, deepOnly: false
+    /// The backend serving and io_uring as this kernel offers it; `deep`
+    /// also probes, on a throwaway ring, every operation the engine submits.
+    /// epoll is sound but makes more system calls per delivery, so serving
+    /// on it because io_uring is unavailable is a warning; asked for, a pass.
+    static let ioBackend = AuditCheck(
+        id: "io-backend", title: "IO backend, and io_uring on this kernel", severity: .medium, deepOnly: false
     ) { env in
         let disabled = readFirstLine("/proc/sys/kernel/io_uring_disabled") ?? "absent"
         let kernel = kernelRelease()
-        guard let flags = env.services.engine?.ringDescription else {
-            return .fail("the engine is not running on io_uring (kernel \(kernel), kernel.io_uring_disabled=\(disabled))")
+        guard let serving = env.services.engine?.servingBackend else {
+            return .fail("the engine is not serving (kernel \(kernel), kernel.io_uring_disabled=\(disabled))")
         }
-        var detail = "kernel \(kernel); ring set up with \(flags); kernel.io_uring_disabled=\(disabled)"
+        var probed: String?
         if env.deep {
-            let probe = probeOperations()
-            if let failure = probe.failure { return .fail("\(detail); probing a second ring failed: \(failure)") }
-            if !probe.missing.isEmpty {
-                return .fail("\(detail); this kernel lacks \(probe.missing.joined(separator: ", ")), which the engine needs")
+            switch IOUringProbe.run() {
+            case .success(let outcome) where outcome.missing.isEmpty:
+                probed = "probed: \(outcome.supported.joined(separator: ", ")) supported"
+            case .success(let outcome):
+                return .fail("kernel \(kernel); this kernel's io_uring lacks \(outcome.missing.joined(separator: ", ")), which the engine needs")
+            case .failure(let error):
+                probed = "probing io_uring: \(error)"
             }
-            detail += "; probed: \(probe.supported.joined(separator: ", ")) supported"
         }
+        guard let flags = serving.ringFlags else {
+            let detail = "serving on epoll; kernel \(kernel); kernel.io_uring_disabled=\(disabled)" + (probed.map { "; \($0)" } ?? "")
+            if let why = serving.ioUringUnavailable {
+                return .warn("\(detail): io_uring was not available (\(why)); epoll serves every guarantee but makes more system calls per delivery")
+            }
+            return .pass("\(detail), as configured (--io-backend epoll)")
+        }
+        let detail = "serving on io_uring; kernel \(kernel); ring set up with \(flags); kernel.io_uring_disabled=\(disabled)" + (probed.map { "; \($0)" } ?? "")
         if disabled == "1" {
             // 1: only members of kernel.io_uring_group may create rings; a
-            // restart under another user would fail.
+            // restart under another user would fall back to epoll.
             return .warn("\(detail); io_uring is restricted to kernel.io_uring_group members: keep the daemon's user in that group")
         }
         if flags.contains("DEFER_TASKRUN") {
@@ -328,26 +339,5 @@ enum AuditChecks {
     /// Files `audit.log.broken-*` in the state directory.
     static func movedAsideLogs(in directory: OpenedDirectory) -> [String] {
         directory.names().filter { $0.hasPrefix(AuditLogFormat.brokenPrefix) }.sorted()
-    }
-
-    /// Creates a small ring and asks the kernel which of the engine's
-    /// operations it supports (IORING_REGISTER_PROBE).
-    static func probeOperations() -> (supported: [String], missing: [String], failure: String?) {
-        let operations: [(String, Int32)] = [
-            ("ACCEPT", CU_OP_ACCEPT), ("RECV", CU_OP_RECV), ("SENDMSG", CU_OP_SENDMSG), ("READ", CU_OP_READ),
-            ("ASYNC_CANCEL", CU_OP_ASYNC_CANCEL), ("PROVIDE_BUFFERS", CU_OP_PROVIDE_BUFFERS),
-        ]
-        var ring = io_uring()
-        let rc = io_uring_queue_init(4, &ring, 0)
-        guard rc == 0 else { return ([], [], String(cString: strerror(-rc))) }
-        defer { io_uring_queue_exit(&ring) }
-        var supported: [String] = []
-        var missing: [String] = []
-        for (name, op) in operations {
-            let answer = cu_probe_op(&ring, op)
-            if answer < 0 { return (supported, missing, "probe: \(String(cString: strerror(-answer)))") }
-            if answer == 1 { supported.append(name) } else { missing.append(name) }
-        }
-        return (supported, missing, nil)
     }
 }

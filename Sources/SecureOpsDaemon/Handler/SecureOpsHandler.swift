@@ -26,17 +26,42 @@ public final class SecureOpsHandler: RequestHandler {
 
     // MARK: - Authorization
 
-    /// Connections this handler refused, so `connectionClosed` can tell
-    /// them from ones the engine refused (per-uid cap) for the audit log.
-    private var refusedByPolicy: Set<ConnectionID> = []
+    /// Connections admitted per uid, root's and the daemon's own not
+    /// counted, and which connections were counted.
+    private var connectionsPerUID: [UInt32: Int] = [:]
+    private var counted: Set<ConnectionID> = []
 
+    /// Who may connect: a peer the policy grants something, while there is
+    /// room for it. Root and the daemon's uid always find room: the last
+    /// `--reserved-connections` slots (at most half) are theirs, and other
+    /// uids may hold `limits.maxConnectionsPerUid` each, so no one user can
+    /// lock the operators out.
     public func admit(_ connection: ConnectionInfo) -> Admission {
+        let peer = connection.peer
         let verbs = allowedVerbs(connection)
-        guard verbs.isEmpty else { return .admit }
         let policy = services.policy
-        refusedByPolicy.insert(connection.id)
-        services.trail.connectionRefused(peer: connection.peer, reason: "policy version \(policy.version) grants this peer nothing")
-        return .refuse(Self.grantedNothingMessage(connection.peer, policy: policy))
+        guard !verbs.isEmpty else {
+            services.trail.connectionRefused(peer: peer, reason: "policy version \(policy.version) grants this peer nothing")
+            return .refuse(Self.grantedNothingMessage(peer, policy: policy))
+        }
+        guard !peer.isPrivileged(daemonUID: services.daemonUID) else { return .admit }
+        if let statistics = services.engine?.statistics {
+            let capacity = statistics.connectionCapacity
+            let unreserved = capacity - min(max(0, services.options.engine.reservedConnections), capacity / 2)
+            // The count includes this connection.
+            if statistics.connections > unreserved {
+                services.trail.connectionRefused(peer: peer, reason: "every slot but the \(capacity - unreserved) reserved for root and the daemon's user is taken")
+                return .refuse("server is at its connection limit (\(unreserved); the other \(capacity - unreserved) are reserved); try again later")
+            }
+        }
+        let cap = policy.limits.maxConnectionsPerUid
+        guard connectionsPerUID[peer.uid, default: 0] < cap else {
+            services.trail.connectionRefused(peer: peer, reason: "per-uid connection cap (limits.maxConnectionsPerUid) reached")
+            return .refuse("too many connections for uid \(peer.uid) (limit \(cap)); close some and retry")
+        }
+        connectionsPerUID[peer.uid, default: 0] += 1
+        counted.insert(connection.id)
+        return .admit
     }
 
     /// Says what a refused peer needs, not where the policy lives: the
@@ -74,17 +99,13 @@ public final class SecureOpsHandler: RequestHandler {
 
     public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {
         grants[connection.id] = nil
-        let refusedHere = refusedByPolicy.remove(connection.id) != nil
-        switch reason {
-        case .lagged, .stuckSend:
+        if counted.remove(connection.id) != nil {
+            let uid = connection.peer.uid
+            let left = connectionsPerUID[uid, default: 1] - 1
+            connectionsPerUID[uid] = left > 0 ? left : nil
+        }
+        if reason == .lagged || reason == .stuckSend {
             services.trail.subscriberCutOff(peer: connection.peer, reason: reason)
-        case .refused:
-            // Refused by the engine before `admit` ran: the per-uid cap.
-            if !refusedHere {
-                services.trail.connectionRefused(peer: connection.peer, reason: "per-uid connection cap (limits.maxConnectionsPerUid) reached")
-            }
-        default:
-            break
         }
     }
 
@@ -229,7 +250,9 @@ public final class SecureOpsHandler: RequestHandler {
         status.malformedFrames = statistics.malformedFrames
         status.oversizedFrames = statistics.oversizedFrames
         status.connectionsRefused = statistics.connectionsRefused
-        status.ioUring = services.engine?.ringDescription
+        let backend = services.engine?.servingBackend
+        status.ioUring = backend?.ringFlags
+        status.ioBackend = backend?.kind.rawValue
         status.epoch = services.engine?.epoch.description
         status.frameTimeouts = statistics.frameTimeouts
         status.readingPaused = statistics.readingPaused

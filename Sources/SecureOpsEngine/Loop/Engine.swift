@@ -35,7 +35,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     private struct Lifecycle {
         var started = false
         var thread: pthread_t?
-        var ringDescription: String?
+        var backend: ServingBackend?
     }
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "secureops.engine")) throws(EngineError) {
@@ -73,10 +73,10 @@ public final class Engine<Handler: RequestHandler>: Sendable {
             throw .invalidState("could not start the loop thread: \(String(cString: strerror(error.code)))")
         }
         switch startup.wait() {
-        case .success(let description):
+        case .success(let backend):
             lifecycle.withLock {
                 $0.thread = thread
-                $0.ringDescription = description
+                $0.backend = backend
             }
         case .failure(let error):
             pthread_join(thread, nil)
@@ -110,15 +110,21 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         counters.snapshot
     }
 
-    /// The io_uring setup flags the kernel accepted, once started.
-    public var ringDescription: String? {
-        lifecycle.withLock { $0.ringDescription }
+    /// The IO backend serving, once started (see `IOBackendChoice`).
+    public var ioBackend: IOBackendKind? {
+        lifecycle.withLock { $0.backend?.kind }
+    }
+
+    /// The backend with its details and, when `auto` chose epoll, why
+    /// io_uring was not used; nil until started.
+    public var servingBackend: ServingBackend? {
+        lifecycle.withLock { $0.backend }
     }
 
     /// Whether `start(handler:)` succeeded (it stays true after the engine
     /// stopped; an engine is started at most once).
     public var hasStarted: Bool {
-        lifecycle.withLock { $0.ringDescription != nil }
+        lifecycle.withLock { $0.backend != nil }
     }
 
     /// Stops accepting, answers what was received, flushes, closes every
@@ -168,32 +174,29 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         if let thread { pthread_join(thread, nil) }
     }
 
-    /// Raises the soft descriptor limit to the hard one and derives how many
-    /// connections fit, keeping some descriptors for everything else.
+    /// How many connections fit in the descriptor limit, keeping some
+    /// descriptors for everything else. The engine does not change the
+    /// limit: that is a process-wide decision (secureopsd raises its soft
+    /// limit to the hard one at start).
     static func connectionCapacity(configured: Int?, logger: Logger) -> Int {
         var limit = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
         let descriptors = Int(clamping: limit.rlim_cur)
         let reserve = min(256, max(16, descriptors / 20))
         let fitting = max(1, descriptors - reserve)
         let capacity: Int
         if let configured {
-            // An explicit cap is the operator's call, even above what the
+            // An explicit cap is the embedder's call, even above what the
             // descriptor limit allows; accepts beyond it then fail with
             // EMFILE and are retried as descriptors free up.
             capacity = max(1, configured)
             if configured > fitting {
-                logger.warning("--max-connections \(configured) exceeds what RLIMIT_NOFILE \(descriptors) allows (\(fitting)); accepts will wait for free descriptors")
+                logger.warning("maxConnections \(configured) exceeds what RLIMIT_NOFILE \(descriptors) allows (\(fitting)); accepts will wait for free descriptors")
             }
         } else {
             capacity = fitting
         }
-        logger.info("connection capacity \(capacity) (RLIMIT_NOFILE \(descriptors); raise it with 'ulimit -n' or LimitNOFILE= in the systemd unit)")
+        logger.info("connection capacity \(capacity) (RLIMIT_NOFILE \(descriptors))")
         return capacity
     }
 }
@@ -213,11 +216,12 @@ private struct LoopThreadStart<Handler: RequestHandler> {
 
     func run() {
         Threads.nameCurrentThread(configuration.threadName)
-        let loop: EventLoop
+        // The backend is made here: io_uring's ring must belong to the
+        // thread that submits to it (SINGLE_ISSUER, DEFER_TASKRUN).
+        let backend: IOBackend
+        let serving: ServingBackend
         do {
-            loop = try EventLoop(
-                configuration: configuration, listener: listener, inbox: inbox,
-                counters: counters, logger: logger, connectionCapacity: capacity)
+            (backend, serving) = try BackendSelection.make(configuration.ioBackend, configuration: configuration, wakeFD: inbox.eventFD, logger: logger)
         } catch {
             listener.close(logger: logger)
             _ = inbox.close()
@@ -225,8 +229,11 @@ private struct LoopThreadStart<Handler: RequestHandler> {
             stopped.signal()
             return
         }
+        let loop = EventLoop(
+            configuration: configuration, listeners: [listener], backend: backend, inbox: inbox,
+            counters: counters, logger: logger, connectionCapacity: capacity)
         loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop, epoch: epoch)
-        startup.finish(.success(loop.ringSetup.name))
+        startup.finish(.success(serving))
         loop.run()
         stopped.signal()
     }
@@ -234,15 +241,15 @@ private struct LoopThreadStart<Handler: RequestHandler> {
 
 /// The loop thread's answer to "did you start?".
 private final class StartupHandoff: Sendable {
-    private let result = Locked<Result<String, EngineError>?>(nil)
+    private let result = Locked<Result<ServingBackend, EngineError>?>(nil)
     private let ready = Semaphore()
 
-    func finish(_ outcome: Result<String, EngineError>) {
+    func finish(_ outcome: Result<ServingBackend, EngineError>) {
         result.withLock { $0 = outcome }
         ready.signal()
     }
 
-    func wait() -> Result<String, EngineError> {
+    func wait() -> Result<ServingBackend, EngineError> {
         ready.wait()
         return result.withLock { $0! }
     }

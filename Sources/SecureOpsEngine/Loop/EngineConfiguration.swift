@@ -14,18 +14,11 @@ public struct EngineLimits: Sendable, Equatable {
     /// Largest accepted frame, not counting the newline. Larger: one error
     /// frame, then the connection is closed.
     public var maxFrameBytes = 1 << 20
-    /// Open connections at most; `nil` derives it from `RLIMIT_NOFILE`.
+    /// Open connections at most; `nil` derives it from `RLIMIT_NOFILE`
+    /// (which the engine reads but never changes). Who may take which of
+    /// them (per-uid caps, slots kept for operators) is the handler's call,
+    /// in `admit` (`Engine.statistics` says how many are open).
     public var maxConnections: Int?
-    /// Open connections per peer uid at most; `nil` for no per-uid cap.
-    public var maxConnectionsPerUID: Int?
-    /// Peer uids the per-uid cap does not apply to, and the only ones
-    /// admitted to the reserved slots (a daemon names root and its own uid:
-    /// the caps protect against other users, not the operators).
-    public var privilegedUIDs: Set<UInt32> = []
-    /// Connection slots kept for `privilegedUIDs`: once all but these are
-    /// taken, other peers are refused, so nobody can lock the operators
-    /// out. At most half the capacity.
-    public var reservedConnections = 0
     /// Response bytes queued for one connection before the engine stops
     /// reading its requests (it resumes below half). Broadcast frames are
     /// not counted: they live once in the ring.
@@ -57,6 +50,9 @@ public struct EngineLimits: Sendable, Equatable {
 public struct EngineConfiguration: Sendable {
     /// Path of the listening Unix-domain socket (at most 107 bytes).
     public var socketPath: String
+    /// The IO backend: `auto` (the default) takes io_uring where it can be
+    /// set up and epoll elsewhere.
+    public var ioBackend = IOBackendChoice.auto
     /// Mode of the socket file, applied right after bind.
     public var socketMode: UInt32 = 0o660
     /// Mode of the socket's parent directory when the engine creates it.

@@ -23,11 +23,11 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         case .ioUringUnavailable(let why):
             return why
         case .socketPathTooLong(let path, let bytes):
-            return "socket path is \(bytes) bytes, more than the 107 a Unix socket address holds: \(path) (choose a shorter --socket path)"
+            return "socket path is \(bytes) bytes, more than the 107 a Unix socket address holds: \(path) (choose a shorter path)"
         case .socketInUse(let path):
-            return "another server is already answering on \(path); stop it first or choose another --socket path"
+            return "another server is already answering on \(path); stop it first or choose another path"
         case .socketPathOccupied(let path, let what):
-            return "\(path) exists and is \(what), not a socket; refusing to replace it (remove it or choose another --socket path)"
+            return "\(path) exists and is \(what), not a socket; refusing to replace it (remove it or choose another path)"
         case .unsafeSocketDirectory(let path, let why):
             return "refusing to create the socket in \(path): \(why); use a private directory (mode 0750, owned by this user)"
         case .socketSetup(let operation, let path, let code):

@@ -26,8 +26,7 @@ final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
     }
 
     func dispatch(frame: UnsafeRawBufferPointer, connection: Connection, loop: EventLoop) -> Bool {
-        let requestID = connection.nextRequestID
-        connection.nextRequestID += 1
+        let requestID = connection.replies.takeRequestID()
         context.begin(connection)
         let reply: Reply
         switch handler.respond(toFrame: frame, decoder: decoder, context: context) {

@@ -1,5 +1,5 @@
 import SecureOpsSystem
-import CURing
+import CSystem
 import Glibc
 import Synchronization
 
@@ -29,7 +29,7 @@ final class Inbox: Sendable {
     private let loopThread = Atomic<UInt>(0)
 
     init() throws(EngineError) {
-        let fd = cu_eventfd()
+        let fd = cs_eventfd()
         guard fd >= 0 else { throw .socketSetup(operation: "eventfd()", path: "(wake-up)", errno: -fd) }
         eventFD = fd
     }

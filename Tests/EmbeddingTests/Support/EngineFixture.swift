@@ -33,6 +33,11 @@ func testLogger(_ label: String) -> Logger {
     return logger
 }
 
+/// The backend every engine of this run serves on: `make test` runs the
+/// suites once per backend through SECUREOPS_TEST_IO_BACKEND.
+let backendUnderTest: IOBackendChoice = ProcessInfo.processInfo.environment["SECUREOPS_TEST_IO_BACKEND"]
+    .flatMap(IOBackendChoice.init(rawValue:)) ?? .auto
+
 /// Starts an engine with `handler` on `path`.
 func startEngine<Handler: RequestHandler>(
     _ handler: sending Handler, path: String, configure: (inout EngineConfiguration) -> Void = { _ in }
@@ -40,6 +45,7 @@ func startEngine<Handler: RequestHandler>(
     var configuration = EngineConfiguration(socketPath: path)
     configuration.threadName = "embed-test"
     configuration.shutdownGracePeriod = .seconds(2)
+    configuration.ioBackend = backendUnderTest
     configure(&configuration)
     let engine = try Engine<Handler>(configuration: configuration, logger: testLogger("embedding-test"))
     try engine.start(handler: handler)

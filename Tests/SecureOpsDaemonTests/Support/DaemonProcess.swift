@@ -24,6 +24,10 @@ final class DaemonProcess: @unchecked Sendable {
     }()
 
     static var daemonPath: String { binaryDirectory + "/secureopsd" }
+
+    /// The backend the daemons of this run serve on (`--io-backend`), from
+    /// SECUREOPS_TEST_IO_BACKEND; nil leaves the daemon's default (auto).
+    static let backendUnderTest: String? = ProcessInfo.processInfo.environment["SECUREOPS_TEST_IO_BACKEND"]
     static var cliPath: String { binaryDirectory + "/secureops" }
 
     /// Starts a daemon and waits until it answers on its socket.
@@ -58,6 +62,11 @@ final class DaemonProcess: @unchecked Sendable {
             arguments += ["--policy", policyPath]
         }
         arguments += extraArguments
+        // `make test` runs this suite once per backend: SECUREOPS_TEST_IO_BACKEND
+        // picks it for every daemon a test does not pin to one itself.
+        if let backend = Self.backendUnderTest, !extraArguments.contains("--io-backend") {
+            arguments += ["--io-backend", backend]
+        }
         self.arguments = arguments
         process = Process()
         try launch()

@@ -1,22 +1,18 @@
-import CURing
 import Glibc
 
-/// Sending: one `sendmsg` in flight per connection, gathering its queued
-/// replies and, for a subscriber, the broadcast frames from its cursor to the
-/// head (docs/DESIGN.md, invariants 4 and 6). More than one send in flight on a stream
-/// socket could reorder bytes; fewer than one per loop turn would leave
-/// subscribers idle.
+/// Sending: one send in flight per connection, gathering its queued
+/// replies and, for a subscriber, the broadcast frames from its cursor to
+/// the head (docs/DESIGN.md, invariants 4 and 6). More than one send in
+/// flight on a stream socket could reorder bytes; fewer than one per loop
+/// turn would leave subscribers idle.
 extension EventLoop {
     // MARK: - Subscriptions
 
     func activateSubscription(_ connection: Connection, cursor: UInt64) {
         guard connection.state == .open || connection.state == .draining else { return }
         connection.cursor = cursor
-        if !connection.isSubscribed {
-            connection.subscriberIndex = subscribers.count
-            subscribers.append(connection)
-            counters.subscribers.store(subscribers.count, ordering: .relaxed)
-        }
+        subscribers.add(connection)
+        counters.subscribers.store(subscribers.count, ordering: .relaxed)
         if cursor < broadcast.nextSequence { queueFlush(connection) }
     }
 
@@ -26,20 +22,13 @@ extension EventLoop {
     /// reply never starts). The connection stays open.
     func endSubscription(_ connection: Connection, message: String) {
         removeSubscriber(connection)
-        for index in connection.orderedReplies.indices { connection.orderedReplies[index].subscribeAt = nil }
-        _ = replyWithError(message, to: connection, requestID: connection.nextRequestID)
-        connection.nextRequestID += 1
+        connection.replies.cancelPendingSubscriptions()
+        _ = replyWithError(message, to: connection, requestID: connection.replies.takeRequestID())
     }
 
     func removeSubscriber(_ connection: Connection) {
-        let index = connection.subscriberIndex
-        guard index >= 0 else { return }
-        let last = subscribers.removeLast()
-        if last !== connection {
-            subscribers[index] = last
-            last.subscriberIndex = index
-        }
-        connection.subscriberIndex = -1
+        guard connection.isSubscribed else { return }
+        subscribers.remove(connection)
         counters.subscribers.store(subscribers.count, ordering: .relaxed)
     }
 
@@ -49,7 +38,7 @@ extension EventLoop {
     func scheduleSubscriberSends() {
         broadcastAdvanced = false
         let head = broadcast.nextSequence
-        for subscriber in subscribers where subscriber.send == nil && subscriber.cursor < head {
+        for subscriber in subscribers.list where subscriber.send == nil && subscriber.cursor < head {
             startSend(subscriber)
         }
     }
@@ -82,7 +71,7 @@ extension EventLoop {
                 broadcast.forEachRange(from: connection.cursor, to: end) { chunk, range in
                     // Frames never span chunks and a send covers at most
                     // maxBytesPerSend ≤ chunkSize/4, so two ranges suffice.
-                    assert(operation.hasRoom)
+                    precondition(operation.hasRoom, "a send needs more iovecs than it has")
                     operation.add(chunk, range: range)
                     return true
                 }
@@ -96,20 +85,7 @@ extension EventLoop {
         }
         connection.send = operation
         connection.sendStartedAt = now
-        submit(operation, for: connection)
-    }
-
-    private func submit(_ operation: SendOperation, for connection: Connection) {
-        operation.prepareHeader()
-        let sqe = ring.nextSubmission()
-        if let single = operation.singlePendingRange {
-            // One contiguous range (the common case for a subscriber): a
-            // plain send spares the kernel copying in a msghdr and iovec.
-            io_uring_prep_send(sqe, connection.fd, single.base, single.count, Int32(MSG_NOSIGNAL))
-        } else {
-            io_uring_prep_sendmsg(sqe, connection.fd, operation.header, UInt32(MSG_NOSIGNAL))
-        }
-        sqe.pointee.user_data = connection.tag(.send).userData
+        backend.send(operation, for: connection.id, fd: connection.fd)
     }
 
     /// The subscriber's cursor fell below the oldest retained frame: tell it
@@ -137,8 +113,11 @@ extension EventLoop {
         }
     }
 
-    func onSendCompleted(_ connection: Connection, result: Int32) {
-        guard let operation = connection.send else { return }
+    func sendCompleted(_ id: ConnectionID, result: Int32) {
+        guard let connection = connections.lookup(id) else { return }
+        guard let operation = connection.send else {
+            preconditionFailure("a send completed for connection \(id), which has none in flight")
+        }
         if result < 0 {
             connection.send = nil
             sendOperations.recycle(operation, buffers: outputBuffers)
@@ -150,11 +129,12 @@ extension EventLoop {
             }
             return
         }
+        precondition(Int(result) <= operation.remainingBytes, "the kernel reports more bytes sent than were asked")
         if !operation.advance(by: Int(result)) && connection.state != .closing {
             // Partial send: continue from where the kernel stopped, with the
             // same iovecs (and the same frame references). The deadline
             // stays where it was: it is for the whole send.
-            submit(operation, for: connection)
+            backend.send(operation, for: connection.id, fd: connection.fd)
             return
         }
         connection.send = nil

@@ -18,8 +18,7 @@ final class Connection {
         case closed
     }
 
-    let slot: UInt32
-    let generation: UInt32
+    let id: ConnectionID
     let fd: Int32
     let peer: PeerCred
     let groups: [UInt32]
@@ -37,14 +36,17 @@ final class Connection {
     /// middle of a read), handled in order before anything read later.
     /// Bounded by what the socket held when reading stopped.
     @exclusivity(unchecked) var heldInput: [UInt8] = []
-
-    // Operations in the kernel. The socket is closed only when all are reaped.
-    @exclusivity(unchecked) var receiveArmed = false
     /// At shutdown: once the armed receive has ended, read what the kernel
     /// already holds for this socket, so requests sent before shutdown are
     /// answered.
     @exclusivity(unchecked) var drainInputWhenReceiveEnds = false
-    @exclusivity(unchecked) var hangupPollArmed = false
+
+    // What the backend holds for this connection. The socket is closed
+    // only when all three are idle.
+    @exclusivity(unchecked) var receive = KernelOperation.idle
+    @exclusivity(unchecked) var hangupWatch = KernelOperation.idle
+    /// The send in flight (at most one per connection: two could reorder
+    /// bytes on a stream socket).
     @exclusivity(unchecked) var send: SendOperation?
     /// When the send in flight began; partial progress does not move it,
     /// so everything a send carries must leave within the stuck-send
@@ -54,36 +56,25 @@ final class Connection {
 
     // Replies.
     @exclusivity(unchecked) var output: OutputBuffer?
-    @exclusivity(unchecked) var nextRequestID: UInt64 = 0
-    /// Replies waiting for an earlier offloaded reply, in request order.
-    /// Empty unless an offloaded handler is outstanding.
-    @exclusivity(unchecked) var orderedReplies: [PendingReply] = []
-    /// Offloaded requests not yet answered (running or waiting).
-    @exclusivity(unchecked) var outstandingOffloads = 0
-    /// Whether one of its offloaded requests runs on the pool now; the
-    /// rest wait here, in request order.
-    @exclusivity(unchecked) var offloadRunning = false
-    @exclusivity(unchecked) var waitingOffloads: [WaitingOffload] = []
+    @exclusivity(unchecked) var replies = ReplyQueue()
     @exclusivity(unchecked) var queuedForFlush = false
 
     // Subscription: the sequence of the next broadcast frame to send.
     @exclusivity(unchecked) var subscriberIndex = -1
     @exclusivity(unchecked) var cursor: UInt64 = 0
 
-    init(slot: UInt32, generation: UInt32, fd: Int32, peer: PeerCred, groups: [UInt32], maxFrameBytes: Int) {
-        self.groups = groups
-        self.slot = slot
-        self.generation = generation
+    init(id: ConnectionID, fd: Int32, peer: PeerCred, groups: [UInt32], maxFrameBytes: Int) {
+        self.id = id
         self.fd = fd
         self.peer = peer
+        self.groups = groups
         framer = LineFramer(maxFrameBytes: maxFrameBytes)
     }
 
-    var id: ConnectionID { ConnectionID(slot: slot, generation: generation) }
     var info: ConnectionInfo { ConnectionInfo(id: id, peer: peer, groups: groups) }
     var isSubscribed: Bool { subscriberIndex >= 0 }
 
-    var operationsInFlight: Bool { receiveArmed || hangupPollArmed || send != nil }
+    var operationsInFlight: Bool { receive != .idle || hangupWatch != .idle || send != nil }
 
     /// Response bytes queued and not yet sent.
     var pendingOutputBytes: Int {
@@ -93,12 +84,16 @@ final class Connection {
     /// Whether its replies or offloaded requests are at their limits, so no
     /// further frame of it may be handled now.
     func isOverLimits(_ limits: EngineLimits) -> Bool {
-        pendingOutputBytes > limits.maxPendingOutputBytes || outstandingOffloads >= limits.maxPendingRequests
+        pendingOutputBytes > limits.maxPendingOutputBytes || replies.outstandingOffloads >= limits.maxPendingRequests
     }
+}
 
-    func tag(_ kind: OperationKind) -> OperationTag {
-        OperationTag(kind: kind, slot: slot, generation: generation)
-    }
+/// An operation the backend holds for a connection.
+enum KernelOperation: Equatable {
+    case idle
+    case armed
+    /// Asked to stop; its completion is still to come.
+    case cancelling
 }
 
 /// Whether a connection's requests are read and handled.
@@ -114,21 +109,4 @@ enum ReadState: Equatable {
     /// Nothing more will be handled (it is closing, was refused, sent a
     /// frame that closes it, or half-closed as a subscriber).
     case stopped
-}
-
-/// Offloaded work waiting for the connection's previous offload to finish.
-struct WaitingOffload {
-    let requestID: UInt64
-    let work: @Sendable () throws -> OffloadedReply
-}
-
-/// A reply that must wait for an earlier request's offloaded reply.
-struct PendingReply {
-    let requestID: UInt64
-    var ready: Bool
-    var bytes: [UInt8]
-    /// Set when this reply starts a subscription: the cursor becomes live
-    /// only once the reply has been queued, so no frame can overtake it.
-    var subscribeAt: UInt64?
-    var closeAfterwards: Bool
 }

@@ -201,7 +201,7 @@ enum RingAvailability {
     static func explain(errno code: Int32) -> String {
         switch code {
         case ENOSYS:
-            return "io_uring_setup failed with ENOSYS: this kernel was built without io_uring (CONFIG_IO_URING) or is older than 5.1; run secureopsd on Linux 6.1 or later"
+            return "io_uring_setup failed with ENOSYS: this kernel was built without io_uring (CONFIG_IO_URING) or is older than 5.1; io_uring needs Linux 6.1 or later"
         case EPERM:
             let sysctl = readSysctl("/proc/sys/kernel/io_uring_disabled")
             switch sysctl {
@@ -215,7 +215,7 @@ enum RingAvailability {
         case ENOMEM:
             return "io_uring_setup failed with ENOMEM: not enough locked memory for the rings; raise RLIMIT_MEMLOCK ('ulimit -l', or LimitMEMLOCK= in the systemd unit) or lower the ring sizes"
         case EINVAL:
-            return "io_uring_setup failed with EINVAL for every flag combination tried: this kernel's io_uring is too old; run on Linux 6.1 or later"
+            return "io_uring_setup failed with EINVAL for every flag combination tried: this kernel's io_uring is too old (Linux 6.1 or later is needed)"
         default:
             return "io_uring_setup failed: \(String(cString: strerror(code))) (errno \(code))"
         }

@@ -1,11 +1,5 @@
-import Dispatch
-
-/// Replies in request order, and work offloaded to the Dispatch pool.
-///
-/// A reply goes straight to the connection's output unless an earlier
-/// request's offloaded reply is still outstanding; then it waits in
-/// `orderedReplies` until everything before it is ready (docs/DESIGN.md,
-/// invariant 3).
+/// Replies in request order, and work offloaded to the Dispatch pool
+/// (docs/DESIGN.md, invariant 3; the bookkeeping is `ReplyQueue`).
 extension EventLoop {
     /// Queues `bytes` as the reply to `requestID`. Returns false when the
     /// connection reads no further frames.
@@ -14,10 +8,10 @@ extension EventLoop {
         _ bytes: UnsafeRawBufferPointer, to connection: Connection, requestID: UInt64,
         subscribeAt: UInt64?, closeAfterwards: Bool
     ) -> Bool {
-        if connection.orderedReplies.isEmpty {
+        if connection.replies.canReleaseAtOnce {
             release(bytes, to: connection, subscribeAt: subscribeAt, closeAfterwards: closeAfterwards)
         } else {
-            connection.orderedReplies.append(PendingReply(
+            connection.replies.holdBack(PendingReply(
                 requestID: requestID, ready: true, bytes: Array(bytes),
                 subscribeAt: subscribeAt, closeAfterwards: closeAfterwards))
         }
@@ -37,7 +31,7 @@ extension EventLoop {
         appendOutput(bytes, to: connection)
         if let subscribeAt { activateSubscription(connection, cursor: subscribeAt) }
         if closeAfterwards {
-            if connection.isSubscribed { removeSubscriber(connection) }
+            removeSubscriber(connection)
             beginDrain(connection, reason: .closedByHandler)
         }
     }
@@ -71,23 +65,15 @@ extension EventLoop {
     /// whole pool, and work that has not started yet sees every effect of
     /// the work before it (a policy reload, say).
     func offload(_ work: @escaping @Sendable () throws -> OffloadedReply, for connection: Connection, requestID: UInt64) -> Bool {
-        connection.orderedReplies.append(PendingReply(
-            requestID: requestID, ready: false, bytes: [], subscribeAt: nil, closeAfterwards: false))
-        connection.outstandingOffloads += 1
         counters.offloadsInFlight.add(1, ordering: .relaxed)
-        if connection.offloadRunning {
-            connection.waitingOffloads.append(WaitingOffload(requestID: requestID, work: work))
-        } else {
-            startOffload(work, for: connection, requestID: requestID)
+        if let startNow = connection.replies.offload(work, requestID: requestID) {
+            startOffload(startNow, for: connection.id, requestID: requestID)
         }
         pauseReadingIfOverLimits(connection)
         return true
     }
 
-    private func startOffload(_ work: @escaping @Sendable () throws -> OffloadedReply, for connection: Connection, requestID: UInt64) {
-        assert(!connection.offloadRunning, "one offload at a time per connection")
-        connection.offloadRunning = true
-        let id = connection.id
+    private func startOffload(_ work: @escaping @Sendable () throws -> OffloadedReply, for id: ConnectionID, requestID: UInt64) {
         let inbox = self.inbox
         offloadQueue.async {
             let outcome: OffloadOutcome
@@ -102,33 +88,24 @@ extension EventLoop {
 
     func offloadFinished(_ id: ConnectionID, requestID: UInt64, outcome: OffloadOutcome) {
         counters.offloadsInFlight.add(-1, ordering: .relaxed)
-        guard let connection = lookup(OperationTag(kind: .send, slot: id.slot, generation: id.generation)),
-              connection.state == .open || connection.state == .draining,
-              let index = connection.orderedReplies.firstIndex(where: { $0.requestID == requestID })
+        guard let connection = connections.lookup(id),
+              connection.state == .open || connection.state == .draining
         else { return }
-        connection.outstandingOffloads -= 1
-        connection.offloadRunning = false
-        if !connection.waitingOffloads.isEmpty {
-            let next = connection.waitingOffloads.removeFirst()
-            startOffload(next.work, for: connection, requestID: next.requestID)
-        }
+        let bytes: [UInt8]
+        let closeAfterwards: Bool
         switch outcome {
         case .reply(let reply):
-            connection.orderedReplies[index].bytes = reply.bytes
-            connection.orderedReplies[index].closeAfterwards = reply.closeAfterwards
+            bytes = reply.bytes
+            closeAfterwards = reply.closeAfterwards
         case .failed(let message):
             scratch.reset()
             dispatcher.writeError(message, into: &scratch)
-            connection.orderedReplies[index].bytes = scratch.bytes
+            bytes = scratch.bytes
+            closeAfterwards = false
         }
-        connection.orderedReplies[index].ready = true
-        var released = 0
-        while released < connection.orderedReplies.count && connection.orderedReplies[released].ready {
-            released += 1
-        }
-        let ready = connection.orderedReplies[0..<released]
-        connection.orderedReplies.removeFirst(released)
-        for reply in ready {
+        let (released, next) = connection.replies.finish(requestID, bytes: bytes, closeAfterwards: closeAfterwards)
+        if let next { startOffload(next.work, for: id, requestID: next.requestID) }
+        for reply in released {
             reply.bytes.withUnsafeBytes {
                 release($0, to: connection, subscribeAt: reply.subscribeAt, closeAfterwards: reply.closeAfterwards)
             }
