@@ -116,7 +116,7 @@ public final class DaemonServices: Sendable {
     /// Whether `connection` may still use `verb` under the policy in force
     /// now (for work that was authorized when read and runs later).
     func recheck(_ verb: PolicyVerb, for connection: ConnectionInfo) throws(IpcError) {
-        let peer = connection.peer
+        let peer = connection.kernelPeer
         guard !peer.isPrivileged(daemonUID: daemonUID) else { return }
         let policy = self.policy
         let verbs = policy.allowedVerbs(for: peer, groups: connection.groups, daemonUID: daemonUID)

@@ -29,7 +29,7 @@ extension Engine: Service {
     public func run() async throws {
         guard hasStarted else {
             throw EngineError.invalidState(
-                "the engine for \(configuration.socketPath) was not started: call start(handler:) before running it in a ServiceGroup")
+                "the engine for \(configuration.listeners.map(\.description).joined(separator: ", ")) was not started: call start(handler:) before running it in a ServiceGroup")
         }
         await withTaskCancellationOrGracefulShutdownHandler {
             await self.waitForStop()

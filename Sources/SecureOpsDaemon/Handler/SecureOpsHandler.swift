@@ -37,7 +37,11 @@ public final class SecureOpsHandler: RequestHandler {
     /// uids may hold `limits.maxConnectionsPerUid` each, so no one user can
     /// lock the operators out.
     public func admit(_ connection: ConnectionInfo) -> Admission {
-        let peer = connection.peer
+        // Policy is by kernel credentials: a peer without them (TCP) is
+        // nobody the daemon can authorize.
+        guard let peer = connection.credentials else {
+            return .refuse("not authorized: secureopsd serves local peers on its Unix socket only")
+        }
         let verbs = allowedVerbs(connection)
         let policy = services.policy
         guard !verbs.isEmpty else {
@@ -71,7 +75,7 @@ public final class SecureOpsHandler: RequestHandler {
     }
 
     private func allowedVerbs(_ connection: ConnectionInfo) -> VerbSet {
-        let peer = connection.peer
+        let peer = connection.kernelPeer
         if peer.isPrivileged(daemonUID: services.daemonUID) { return .all }
         let (policy, generation) = services.policyAndGeneration
         if let cached = grants[connection.id], cached.generation == generation { return cached.verbs }
@@ -87,12 +91,12 @@ public final class SecureOpsHandler: RequestHandler {
         let verbs = allowedVerbs(connection)
         let policy = services.policy
         if verbs.isEmpty {
-            services.trail.connectionRefused(peer: connection.peer, reason: "policy version \(policy.version) grants this peer nothing (reload)")
-            return .close(Self.grantedNothingMessage(connection.peer, policy: policy))
+            services.trail.connectionRefused(peer: connection.kernelPeer, reason: "policy version \(policy.version) grants this peer nothing (reload)")
+            return .close(Self.grantedNothingMessage(connection.kernelPeer, policy: policy))
         }
         if isSubscribed && !verbs.contains(.subscribe) {
-            services.trail.subscriptionEnded(peer: connection.peer, policyVersion: policy.version)
-            return .endSubscription("subscription ended: policy version \(policy.version) no longer grants uid \(connection.peer.uid) \"subscribe\" (allowed: \(verbs.description))")
+            services.trail.subscriptionEnded(peer: connection.kernelPeer, policyVersion: policy.version)
+            return .endSubscription("subscription ended: policy version \(policy.version) no longer grants uid \(connection.kernelPeer.uid) \"subscribe\" (allowed: \(verbs.description))")
         }
         return .keep
     }
@@ -100,12 +104,12 @@ public final class SecureOpsHandler: RequestHandler {
     public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {
         grants[connection.id] = nil
         if counted.remove(connection.id) != nil {
-            let uid = connection.peer.uid
+            let uid = connection.kernelPeer.uid // counted only once admitted
             let left = connectionsPerUID[uid, default: 1] - 1
             connectionsPerUID[uid] = left > 0 ? left : nil
         }
         if reason == .lagged || reason == .stuckSend {
-            services.trail.subscriberCutOff(peer: connection.peer, reason: reason)
+            services.trail.subscriberCutOff(peer: connection.kernelPeer, reason: reason)
         }
     }
 
@@ -115,9 +119,9 @@ public final class SecureOpsHandler: RequestHandler {
         let verb = PolicyVerb(request)
         // Root and the daemon's uid: no policy lookup, no copy of the
         // connection's details on the way.
-        let verbs = context.peer.isPrivileged(daemonUID: services.daemonUID) ? VerbSet.all : allowedVerbs(context.connection)
+        let verbs = context.kernelPeer.isPrivileged(daemonUID: services.daemonUID) ? VerbSet.all : allowedVerbs(context.connection)
         guard verbs.contains(verb) else {
-            let peer = context.connection.peer
+            let peer = context.connection.kernelPeer
             services.trail.denied(peer: peer, verb: verb)
             if verbs.isEmpty {
                 // A reload took every grant away: like a refused peer, one
@@ -181,7 +185,7 @@ public final class SecureOpsHandler: RequestHandler {
         guard !DaemonServices.isReservedSource(alert.source) else {
             throw PublishError("alert.source: \"\(DaemonServices.reservedSource)\" is reserved for the daemon's own alerts; name your own source")
         }
-        let origin = AlertOrigin(context.peer)
+        let origin = AlertOrigin(context.kernelPeer)
         let sequence = context.publish { sequence, milliseconds, writer in
             AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, origin: origin, into: &writer)
         }
@@ -226,7 +230,7 @@ public final class SecureOpsHandler: RequestHandler {
         let connection = context.connection
         return .offload {
             try services.recheck(verb, for: connection)
-            return try work(services, connection.peer)
+            return try work(services, connection.kernelPeer)
         }
     }
 
@@ -276,4 +280,22 @@ func writeOk(into writer: inout JSONWriter, _ body: (inout JSONWriter) -> Void) 
     body(&writer)
     writer.endObject()
     writer.newline()
+}
+
+extension ConnectionInfo {
+    /// The peer's kernel credentials. The daemon listens only on its Unix
+    /// socket and `admit` refuses any peer without credentials, so every
+    /// admitted connection has them.
+    var kernelPeer: PeerCred {
+        guard let credentials else { preconditionFailure("connection \(id) was admitted without kernel credentials") }
+        return credentials
+    }
+}
+
+extension RequestContext {
+    /// As `ConnectionInfo.kernelPeer`, without building the rest.
+    var kernelPeer: PeerCred {
+        guard let credentials else { preconditionFailure("a request from a peer without kernel credentials was handled") }
+        return credentials
+    }
 }

@@ -4,16 +4,17 @@ import Logging
 import SecureOpsSystem
 import Synchronization
 
-/// An io_uring server for newline-delimited JSON over a Unix socket.
+/// A server for newline-delimited JSON over Unix sockets and TCP, on
+/// io_uring where the kernel allows it and epoll elsewhere.
 ///
-/// One dedicated thread owns one ring and runs every accept, read and
-/// write; `Handler` answers decoded requests on that thread or offloads
-/// them to a Dispatch pool. The engine also carries one broadcast stream:
+/// One dedicated thread runs every accept, read and write (with io_uring,
+/// through one ring it owns); `Handler` answers decoded requests on that
+/// thread or offloads them to a Dispatch pool. The engine also carries one broadcast stream:
 /// frames published from any thread reach every subscribed connection in
 /// sequence order, each encoded once.
 ///
 /// ```swift
-/// let engine = Engine<MyHandler>(configuration: .init(socketPath: "/run/my.sock"))
+/// let engine = try Engine<MyHandler>(configuration: .init(socketPath: "/run/my/my.sock"))
 /// try engine.start(handler: MyHandler())
 /// engine.publish { sequence, millis, writer in ... }
 /// await engine.shutdown()
@@ -36,6 +37,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         var started = false
         var thread: pthread_t?
         var backend: ServingBackend?
+        var boundAddresses: [ListenAddress] = []
     }
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "secureops.engine")) throws(EngineError) {
@@ -45,8 +47,9 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         epoch = StreamEpoch.random()
     }
 
-    /// Binds the socket, starts the loop thread and returns once it serves.
-    /// Throws if the socket or io_uring cannot be set up, with the reason.
+    /// Binds every listener, starts the loop thread and returns once it
+    /// serves. Throws if a listener or the IO backend cannot be set up,
+    /// with the reason (nothing stays bound then).
     public func start(handler: sending Handler) throws(EngineError) {
         let alreadyStarted = lifecycle.withLock { state in
             defer { state.started = true }
@@ -55,28 +58,37 @@ public final class Engine<Handler: RequestHandler>: Sendable {
         guard !alreadyStarted else { throw .invalidState("this engine was already started; create a new one") }
 
         let capacity = Self.connectionCapacity(configured: configuration.limits.maxConnections, logger: logger)
-        let listener = try UnixListener(
-            path: configuration.socketPath, mode: mode_t(configuration.socketMode),
-            directoryMode: mode_t(configuration.socketDirectoryMode),
-            backlog: configuration.listenBacklog, logger: logger)
+        guard !configuration.listeners.isEmpty else {
+            throw .invalidState("the configuration names no listener; give a socket path or a TCP address")
+        }
+        var listeners: [Listener] = []
+        for address in configuration.listeners {
+            do {
+                listeners.append(try Listener.open(address, configuration: configuration, logger: logger))
+            } catch {
+                for opened in listeners { opened.close(logger: logger) }
+                throw error
+            }
+        }
 
         let startup = StartupHandoff()
         let start = LoopThreadStart(
-            configuration: configuration, listener: listener, inbox: inbox, counters: counters,
+            configuration: configuration, listeners: listeners, inbox: inbox, counters: counters,
             logger: logger, capacity: capacity, handler: handler, epoch: epoch, startup: startup, stopped: stopped)
         let thread: pthread_t
         switch Threads.start({ start.run() }) {
         case .success(let spawned):
             thread = spawned
         case .failure(let error):
-            listener.close(logger: logger)
+            for listener in listeners { listener.close(logger: logger) }
             throw .invalidState("could not start the loop thread: \(String(cString: strerror(error.code)))")
         }
         switch startup.wait() {
-        case .success(let backend):
+        case .success(let started):
             lifecycle.withLock {
                 $0.thread = thread
-                $0.backend = backend
+                $0.backend = started.backend
+                $0.boundAddresses = started.listeners
             }
         case .failure(let error):
             pthread_join(thread, nil)
@@ -113,6 +125,12 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     /// The IO backend serving, once started (see `IOBackendChoice`).
     public var ioBackend: IOBackendKind? {
         lifecycle.withLock { $0.backend?.kind }
+    }
+
+    /// Where the engine listens, as bound (a TCP port 0 resolved to the
+    /// port the kernel picked); empty until started.
+    public var boundAddresses: [ListenAddress] {
+        lifecycle.withLock { $0.boundAddresses }
     }
 
     /// The backend with its details and, when `auto` chose epoll, why
@@ -204,7 +222,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
 /// What the loop thread needs to start: moved to it once, used only there.
 private struct LoopThreadStart<Handler: RequestHandler> {
     let configuration: EngineConfiguration
-    let listener: UnixListener
+    let listeners: [Listener]
     let inbox: Inbox
     let counters: EngineCounters
     let logger: Logger
@@ -223,33 +241,39 @@ private struct LoopThreadStart<Handler: RequestHandler> {
         do {
             (backend, serving) = try BackendSelection.make(configuration.ioBackend, configuration: configuration, wakeFD: inbox.eventFD, logger: logger)
         } catch {
-            listener.close(logger: logger)
+            for listener in listeners { listener.close(logger: logger) }
             _ = inbox.close()
             startup.finish(.failure(error))
             stopped.signal()
             return
         }
         let loop = EventLoop(
-            configuration: configuration, listeners: [listener], backend: backend, inbox: inbox,
+            configuration: configuration, listeners: listeners, backend: backend, inbox: inbox,
             counters: counters, logger: logger, connectionCapacity: capacity)
         loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop, epoch: epoch)
-        startup.finish(.success(serving))
+        startup.finish(.success(Started(backend: serving, listeners: listeners.map(\.address))))
         loop.run()
         stopped.signal()
     }
 }
 
+/// What the loop thread reports once it serves.
+private struct Started: Sendable {
+    var backend: ServingBackend
+    var listeners: [ListenAddress]
+}
+
 /// The loop thread's answer to "did you start?".
 private final class StartupHandoff: Sendable {
-    private let result = Locked<Result<ServingBackend, EngineError>?>(nil)
+    private let result = Locked<Result<Started, EngineError>?>(nil)
     private let ready = Semaphore()
 
-    func finish(_ outcome: Result<ServingBackend, EngineError>) {
+    func finish(_ outcome: Result<Started, EngineError>) {
         result.withLock { $0 = outcome }
         ready.signal()
     }
 
-    func wait() -> Result<ServingBackend, EngineError> {
+    func wait() -> Result<Started, EngineError> {
         ready.wait()
         return result.withLock { $0! }
     }

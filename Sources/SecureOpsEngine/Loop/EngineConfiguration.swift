@@ -48,14 +48,14 @@ public struct EngineLimits: Sendable, Equatable {
 
 /// Everything needed to run one engine, in one value.
 public struct EngineConfiguration: Sendable {
-    /// Path of the listening Unix-domain socket (at most 107 bytes).
-    public var socketPath: String
+    /// Where to listen: one or more Unix socket paths and TCP addresses.
+    public var listeners: [ListenAddress]
     /// The IO backend: `auto` (the default) takes io_uring where it can be
     /// set up and epoll elsewhere.
     public var ioBackend = IOBackendChoice.auto
-    /// Mode of the socket file, applied right after bind.
+    /// Mode of each Unix socket file, set at bind.
     public var socketMode: UInt32 = 0o660
-    /// Mode of the socket's parent directory when the engine creates it.
+    /// Mode of a Unix socket's parent directory when the engine creates it.
     public var socketDirectoryMode: UInt32 = 0o750
     public var listenBacklog: Int32 = 4096
     public var limits = EngineLimits()
@@ -72,7 +72,13 @@ public struct EngineConfiguration: Sendable {
     /// Name of the loop thread, as `top -H` shows it (at most 15 bytes).
     public var threadName = "secureops-ring"
 
+    /// Listens on one Unix socket at `socketPath` (at most 107 bytes).
     public init(socketPath: String) {
-        self.socketPath = socketPath
+        listeners = [.unix(path: socketPath)]
+    }
+
+    /// Listens on every address given (Unix paths, TCP addresses).
+    public init(listeners: [ListenAddress]) {
+        self.listeners = listeners
     }
 }

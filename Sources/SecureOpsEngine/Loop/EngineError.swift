@@ -15,6 +15,10 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case unsafeSocketDirectory(path: String, why: String)
     /// A system call failed while setting up the socket.
     case socketSetup(operation: String, path: String, errno: Int32)
+    /// A TCP listen address that is not an IP literal.
+    case invalidListenAddress(String)
+    /// A system call failed while setting up a TCP listener.
+    case listenerSetup(operation: String, address: String, errno: Int32)
     /// The engine was started twice, or used after shutdown.
     case invalidState(String)
 
@@ -32,6 +36,10 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
             return "refusing to create the socket in \(path): \(why); use a private directory (mode 0750, owned by this user)"
         case .socketSetup(let operation, let path, let code):
             return "\(operation) \(path): \(String(cString: strerror(code)))"
+        case .invalidListenAddress(let why):
+            return why
+        case .listenerSetup(let operation, let address, let code):
+            return "\(operation) \(address): \(String(cString: strerror(code)))"
         case .invalidState(let why):
             return why
         }

@@ -6,8 +6,9 @@ public final class RequestContext {
     /// The connection the request came from, with its peer credentials.
     public var connection: ConnectionInfo { current!.info }
 
-    /// The peer's credentials (`connection.peer`, without building the rest).
-    public var peer: PeerCred { current!.peer }
+    /// The peer's credentials (`connection.credentials`, without building
+    /// the rest); nil for a TCP peer.
+    public var credentials: PeerCred? { current!.credentials }
 
     /// The connection being answered. Not retained: the loop holds every
     /// open connection, and a context is used only while `handle` runs.

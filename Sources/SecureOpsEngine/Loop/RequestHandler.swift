@@ -143,13 +143,55 @@ extension RequestHandler {
     }
 }
 
-/// Who a connection belongs to.
+/// Who a connection belongs to, and how it reached the engine.
 public struct ConnectionInfo: Sendable, Hashable {
     public let id: ConnectionID
-    /// From `SO_PEERCRED`, read once when the connection was accepted.
-    public let peer: PeerCred
-    /// The peer's supplementary groups at connect time (`SO_PEERGROUPS`).
-    public let groups: [UInt32]
+    /// Who is on the other end, as far as anything vouches for it.
+    public let peer: Peer
+    /// The listener it came through (as bound).
+    public let listener: ListenAddress
+
+    public init(id: ConnectionID, peer: Peer, listener: ListenAddress) {
+        self.id = id
+        self.peer = peer
+        self.listener = listener
+    }
+
+    public enum Peer: Sendable, Hashable, CustomStringConvertible {
+        /// A peer on this host, over a Unix socket: its credentials from
+        /// `SO_PEERCRED` and supplementary groups from `SO_PEERGROUPS`, as
+        /// the kernel recorded them at connect time.
+        case local(PeerCred, groups: [UInt32])
+        /// A peer over TCP: only its address is known. Nothing vouches for
+        /// who it is; authenticate it in the protocol, or admit by address
+        /// only on a network you trust.
+        case remote(TCPAddress)
+
+        public var description: String {
+            switch self {
+            case .local(let credentials, _): "\(credentials)"
+            case .remote(let address): "tcp \(address)"
+            }
+        }
+    }
+
+    /// The kernel's word on the peer; nil for TCP, which has none.
+    public var credentials: PeerCred? {
+        if case .local(let credentials, _) = peer { return credentials }
+        return nil
+    }
+
+    /// The peer's supplementary groups (`SO_PEERGROUPS`); empty for TCP.
+    public var groups: [UInt32] {
+        if case .local(_, let groups) = peer { return groups }
+        return []
+    }
+
+    /// The peer's address; nil for a Unix-socket peer.
+    public var remoteAddress: TCPAddress? {
+        if case .remote(let address) = peer { return address }
+        return nil
+    }
 }
 
 public enum Admission: Sendable, Equatable {

@@ -20,8 +20,8 @@ final class Connection {
 
     let id: ConnectionID
     let fd: Int32
-    let peer: PeerCred
-    let groups: [UInt32]
+    /// Who it is and which listener it came through, fixed at accept.
+    let info: ConnectionInfo
     @exclusivity(unchecked) var state = State.open
     /// Why the connection is closing; the first cause recorded wins.
     @exclusivity(unchecked) var closeReason: CloseReason?
@@ -63,15 +63,15 @@ final class Connection {
     @exclusivity(unchecked) var subscriberIndex = -1
     @exclusivity(unchecked) var cursor: UInt64 = 0
 
-    init(id: ConnectionID, fd: Int32, peer: PeerCred, groups: [UInt32], maxFrameBytes: Int) {
+    init(id: ConnectionID, fd: Int32, peer: ConnectionInfo.Peer, listener: ListenAddress, maxFrameBytes: Int) {
         self.id = id
         self.fd = fd
-        self.peer = peer
-        self.groups = groups
+        info = ConnectionInfo(id: id, peer: peer, listener: listener)
         framer = LineFramer(maxFrameBytes: maxFrameBytes)
     }
 
-    var info: ConnectionInfo { ConnectionInfo(id: id, peer: peer, groups: groups) }
+    var peer: ConnectionInfo.Peer { info.peer }
+    var credentials: PeerCred? { info.credentials }
     var isSubscribed: Bool { subscriberIndex >= 0 }
 
     var operationsInFlight: Bool { receive != .idle || hangupWatch != .idle || send != nil }

@@ -34,7 +34,7 @@ final class EventLoop: IOEvents {
     @exclusivity(unchecked) var dispatcher: FrameDispatcher!
 
     /// By index; nil once closed (at shutdown).
-    @exclusivity(unchecked) var listeners: [UnixListener?]
+    @exclusivity(unchecked) var listeners: [Listener?]
     @exclusivity(unchecked) var acceptStates: [KernelOperation]
     @exclusivity(unchecked) private(set) var connectionCapacity: Int
     @exclusivity(unchecked) var connections = ConnectionTable()
@@ -70,7 +70,7 @@ final class EventLoop: IOEvents {
     @exclusivity(unchecked) private var takenFrameLengths: [Int] = []
 
     init(
-        configuration: EngineConfiguration, listeners: [UnixListener], backend: IOBackend, inbox: Inbox,
+        configuration: EngineConfiguration, listeners: [Listener], backend: IOBackend, inbox: Inbox,
         counters: EngineCounters, logger: Logger, connectionCapacity: Int
     ) {
         self.configuration = configuration
@@ -193,8 +193,8 @@ final class EventLoop: IOEvents {
     }
 
     func accepted(_ fd: Int32, listener: Int) {
-        if case .running = runState {
-            admit(fd: fd)
+        if case .running = runState, let socket = listeners[listener] {
+            admit(fd: fd, from: socket)
         } else {
             Glibc.close(fd)
         }
@@ -222,13 +222,13 @@ final class EventLoop: IOEvents {
         armAccept(listener)
     }
 
-    /// A new connection: its credentials from the kernel, a slot, then the
-    /// handler's word.
-    private func admit(fd: Int32) {
-        let peer: PeerCred
-        switch PeerCred.of(socket: fd) {
-        case .success(let credentials):
-            peer = credentials
+    /// A new connection: who it is (the kernel's credentials for a Unix
+    /// socket, the address for TCP), a slot, then the handler's word.
+    private func admit(fd: Int32, from listener: Listener) {
+        let peer: ConnectionInfo.Peer
+        switch listener.peer(of: fd) {
+        case .success(let identified):
+            peer = identified
         case .failure(let error):
             logger.warning("\(error); closing the connection")
             Glibc.close(fd)
@@ -244,10 +244,9 @@ final class EventLoop: IOEvents {
             Glibc.close(fd)
             return
         }
-        let groups = PeerCred.groups(ofSocket: fd)
         let maxFrameBytes = limits.maxFrameBytes
         let connection = connections.open { id in
-            Connection(id: id, fd: fd, peer: peer, groups: groups, maxFrameBytes: maxFrameBytes)
+            Connection(id: id, fd: fd, peer: peer, listener: listener.address, maxFrameBytes: maxFrameBytes)
         }
         counters.connectionsAccepted.add(1, ordering: .relaxed)
         counters.connections.store(connections.count, ordering: .relaxed)
@@ -317,7 +316,7 @@ final class EventLoop: IOEvents {
             while true {
                 let fd = cs_accept(listener.fd)
                 guard fd >= 0 else { break }
-                admit(fd: fd)
+                admit(fd: fd, from: listener)
             }
             listener.close(logger: logger)
             listeners[index] = nil

@@ -44,7 +44,7 @@ extension EventLoop {
     // MARK: - Log lines peers cause
 
     /// What a peer's behaviour makes the engine log, each with its own
-    /// budget per uid.
+    /// budget per uid (per address for TCP peers).
     enum PeerLogKind: String, Sendable {
         case lagged = "lag notices"
         case slowConsumer = "slow-consumer disconnects"
@@ -53,14 +53,19 @@ extension EventLoop {
 
     struct PeerLogKey: Hashable, Sendable {
         var kind: PeerLogKind
-        var uid: UInt32
+        /// "uid 1000", "host 192.0.2.7": who the budget is for.
+        var who: String
     }
 
-    /// Runs `emit` (a log line about `connection`) unless its uid already
+    /// Runs `emit` (a log line about `connection`) unless its peer already
     /// caused 10 of that kind this minute; those are counted and summarised
     /// when the minute is over, so a peer cannot flood the log.
     func logAboutPeer(_ kind: PeerLogKind, _ connection: Connection, _ emit: () -> Void) {
-        let key = PeerLogKey(kind: kind, uid: connection.peer.uid)
+        let who = switch connection.peer {
+        case .local(let credentials, _): "uid \(credentials.uid)"
+        case .remote(let address): "host \(address.host)"
+        }
+        let key = PeerLogKey(kind: kind, who: who)
         switch peerLogs.decide(key, now: now) {
         case .suppress:
             return
@@ -71,6 +76,6 @@ extension EventLoop {
     }
 
     func summarizePeerLogs(_ key: PeerLogKey, _ count: Int) {
-        logger.notice("\(count) more \(key.kind.rawValue) for uid \(key.uid) were not logged one by one (at most \(peerLogs.limitDescription))")
+        logger.notice("\(count) more \(key.kind.rawValue) for \(key.who) were not logged one by one (at most \(peerLogs.limitDescription))")
     }
 }

@@ -26,7 +26,7 @@ final class CounterHandler<Request: CounterRequest>: RequestHandler {
 
     func admit(_ connection: ConnectionInfo) -> Admission {
         // Same user only: the kernel's word, not the client's.
-        connection.peer.uid == getuid() ? .admit : .refuse("only uid \(getuid()) may use this server")
+        connection.credentials?.uid == getuid() ? .admit : .refuse("only uid \(getuid()) may use this server")
     }
 
     func handle(_ request: Request, context: RequestContext) throws -> Reply {

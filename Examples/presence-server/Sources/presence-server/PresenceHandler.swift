@@ -20,11 +20,18 @@ final class PresenceHandler: RequestHandler {
         self.snapshotPath = snapshotPath
     }
 
-    /// Only this server's own user (and root) may connect: the kernel's
-    /// word (SO_PEERCRED), not the client's.
+    /// On the Unix socket only this server's own user (and root) may
+    /// connect: the kernel's word (SO_PEERCRED), not the client's. Over TCP
+    /// nothing says who the peer is, so only this host's loopback may.
     func admit(_ connection: ConnectionInfo) -> Admission {
-        let uid = connection.peer.uid
-        return uid == getuid() || uid == 0 ? .admit : .refuse("uid \(uid) may not use this presence server")
+        switch connection.peer {
+        case .local(let credentials, _):
+            let uid = credentials.uid
+            return uid == getuid() || uid == 0 ? .admit : .refuse("uid \(uid) may not use this presence server")
+        case .remote(let address):
+            let loopback = address.host == "::1" || address.host.hasPrefix("127.")
+            return loopback ? .admit : .refuse("\(address.host) may not use this presence server; connect from this host")
+        }
     }
 
     func handle(_ request: PresenceRequest, context: RequestContext) throws -> Reply {
