@@ -197,7 +197,7 @@ struct AsyncClientInProcessTests {
         let total: UInt64 = 20_000
         let alert = AlertInput.test(String(repeating: "x", count: 200))
         for _ in 0..<total {
-            engine.publish { sequence, milliseconds, writer in
+            try engine.publish { sequence, milliseconds, writer in
                 AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, into: &writer)
             }
         }

@@ -35,7 +35,7 @@ struct EngineEmbeddingTests {
         try clientB.send(line: #"{"op":"add","name":"x","by":10}"#)
         #expect(try object(clientB.readLine())["value"] as? Int == 10)
         // Published from this thread, not a handler: engine A only.
-        let direct = a.publish { sequence, _, writer in
+        let direct = try a.publish { sequence, _, writer in
             writer.beginObject()
             writer.key("event")
             writer.string("direct")
@@ -132,7 +132,8 @@ struct EngineEmbeddingTests {
                 var sequences: [UInt64] = []
                 sequences.reserveCapacity(perPublisher)
                 for index in 0..<perPublisher {
-                    sequences.append(engine.publish { sequence, _, writer in
+                    // 0 (never a sequence) if the engine had stopped: the checks below fail.
+                    sequences.append((try? engine.publish { sequence, _, writer in
                         writer.beginObject()
                         writer.key("sequence")
                         writer.uint(sequence)
@@ -142,7 +143,7 @@ struct EngineEmbeddingTests {
                         writer.int(index)
                         writer.endObject()
                         writer.newline()
-                    })
+                    }) ?? 0)
                 }
                 returned.withLock { $0[publisher] = sequences }
                 done.leave()
@@ -250,6 +251,47 @@ struct EngineEmbeddingTests {
         #expect(try client.readLine(timeout: 5) == nil)
     }
 
+    /// Work that outlives the grace period: its client gets an error frame
+    /// saying so (after every reply that was ready before it) rather than a
+    /// bare end of stream, and the work sees its cancellation signal.
+    @Test func anOffloadThatOutlivesTheGracePeriodIsAnsweredWithAnErrorAndToldToStop() throws {
+        let scratch = try ScratchDirectory()
+        let sawCancellation = Flag()
+        let engine = try startEngine(NeverEndingWork(sawCancellation: sawCancellation), path: scratch.socket()) {
+            $0.shutdownGracePeriod = .milliseconds(300)
+        }
+        let client = try SecureOpsConnection.connect(to: scratch.socket())
+        try client.send(line: #"{"type":"ping"}"#)
+        try client.send(line: #"{"type":"audit"}"#)
+        try client.send(line: #"{"type":"ping"}"#)
+        #expect(try client.readLine() == #"{"type":"ok"}"#)
+        #expect(eventually { engine.statistics.framesReceived == 3 })
+        engine.shutdownAndWait()
+        #expect(try client.readLine() == #"{"type":"err","message":"shutting down: this request did not finish within the 0.3 seconds grace period and was abandoned"}"#)
+        #expect(try client.readLine() == #"{"type":"ok"}"#, "the ping's reply, ready behind it, still goes out in order")
+        #expect(try client.readLine() == nil)
+        #expect(eventually { sawCancellation.isSet }, "the work saw OffloadCancellation.current raised")
+    }
+
+    @Test func publishingIntoAStoppedEngineThrowsAndPublishesNothing() throws {
+        let scratch = try ScratchDirectory()
+        let engine = try startEngine(Counters(tag: "p"), path: scratch.socket())
+        let before = try engine.publish { sequence, _, writer in
+            writer.beginObject()
+            writer.key("n")
+            writer.uint(sequence)
+            writer.endObject()
+            writer.newline()
+        }
+        engine.shutdownAndWait()
+        var encoded = false
+        #expect(throws: EngineError.stopped) {
+            try engine.publish { _, _, _ in encoded = true }
+        }
+        #expect(!encoded, "nothing is encoded for a frame that would go nowhere")
+        #expect(engine.statistics.lastSequence == before)
+    }
+
     @Test func waitForStopReturnsWhenAnotherTaskShutsTheEngineDown() async throws {
         let scratch = try ScratchDirectory()
         let engine = try startEngine(Counters(tag: "w"), path: scratch.socket())
@@ -274,4 +316,40 @@ func object(_ line: String?) throws -> [String: Any] {
         throw TestFailure("not a JSON object: \(line)")
     }
     return object
+}
+
+/// `audit` is offloaded work that runs until it is told to stop (or 10 s);
+/// `ping` answers inline.
+final class NeverEndingWork: RequestHandler {
+    typealias Request = IpcRequest
+    let sawCancellation: Flag
+
+    init(sawCancellation: Flag) {
+        self.sawCancellation = sawCancellation
+    }
+
+    func admit(_ connection: ConnectionInfo) -> Admission { .admit }
+
+    func handle(_ request: IpcRequest, context: RequestContext) throws -> Reply {
+        guard case .audit = request else {
+            context.response.bytes.append(contentsOf: OkFrame.empty)
+            return .respond
+        }
+        let sawCancellation = self.sawCancellation
+        return .offload {
+            let deadline = Date().addingTimeInterval(10)
+            while OffloadCancellation.current?.isCancelled != true && Date() < deadline {
+                usleep(1000) // a step of long work
+            }
+            if OffloadCancellation.current?.isCancelled == true { sawCancellation.set() }
+            return OffloadedReply(bytes: OkFrame.empty)
+        }
+    }
+}
+
+/// A flag one thread raises and another waits for.
+final class Flag: Sendable {
+    private let raised = Atomic<Bool>(false)
+    var isSet: Bool { raised.load(ordering: .acquiring) }
+    func set() { raised.store(true, ordering: .releasing) }
 }

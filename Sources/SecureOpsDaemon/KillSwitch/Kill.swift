@@ -60,8 +60,10 @@ extension DaemonServices {
             details: RawJSON(.object(members)))
         guard let engine else { return 0 }
         let origin = AlertOrigin(uid: daemonUID, pid: getpid())
-        return engine.publish { sequence, milliseconds, writer in
+        // A kill arriving as the daemon stops is still recorded in the
+        // audit log and runs onKill; only the broadcast has nowhere to go.
+        return (try? engine.publish { sequence, milliseconds, writer in
             AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, origin: origin, into: &writer)
-        }
+        }) ?? 0
     }
 }

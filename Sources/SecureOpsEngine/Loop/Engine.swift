@@ -101,9 +101,17 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     /// milliseconds since the epoch; it runs under the publish lock, so keep
     /// it short. Publishes from one thread keep their order. Returns the
     /// frame's sequence.
+    ///
+    /// Frames published before `start` wait for it; frames published while
+    /// a shutdown drains still reach subscribers within the grace period.
+    /// Once the engine has stopped, nothing is published and this throws
+    /// ``EngineError/stopped``.
     @discardableResult
-    public func publish(_ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void) -> UInt64 {
-        inbox.publish(encode)
+    public func publish(
+        _ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void
+    ) throws(EngineError) -> UInt64 {
+        guard let sequence = inbox.publish(encode) else { throw .stopped }
+        return sequence
     }
 
     /// Replaces the engine's limits while it runs.

@@ -21,6 +21,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     case listenerSetup(operation: String, address: String, errno: Int32)
     /// The engine was started twice, or used after shutdown.
     case invalidState(String)
+    /// The engine has stopped: a publish went nowhere.
+    case stopped
 
     public var description: String {
         switch self {
@@ -42,6 +44,8 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(operation) \(address): \(String(cString: strerror(code)))"
         case .invalidState(let why):
             return why
+        case .stopped:
+            return "the engine has stopped; nothing was published"
         }
     }
 }

@@ -61,11 +61,13 @@ final class Inbox: Sendable {
 
     /// Assigns the next sequence, lets `encode` write the frame (with its
     /// sequence and the time in milliseconds since the epoch) and queues it
-    /// for the broadcast ring.
-    func publish(_ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void) -> UInt64 {
+    /// for the broadcast ring. Returns nil, without calling `encode`, once
+    /// the loop has stopped: the frame would go nowhere.
+    func publish(_ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void) -> UInt64? {
         let now = Clock.realtimeMilliseconds()
         let onLoop = onLoopThread
-        let (sequence, wake) = state.withLock { state -> (UInt64, Bool) in
+        let (sequence, wake) = state.withLock { state -> (UInt64?, Bool) in
+            guard !state.closed else { return (nil, false) }
             let sequence = state.nextSequence
             state.nextSequence += 1
             state.writer.reset()

@@ -44,7 +44,12 @@ public final class RequestContext {
     /// milliseconds since the epoch. Returns the sequence.
     @discardableResult
     public func publish(_ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void) -> UInt64 {
-        loop.inbox.publish(encode)
+        // A handler runs on the loop thread, which closes the inbox only
+        // after its last turn: it cannot be closed here.
+        guard let sequence = loop.inbox.publish(encode) else {
+            preconditionFailure("a handler published after the loop stopped")
+        }
+        return sequence
     }
 
     /// Turns this connection into a subscriber of the broadcast stream once

@@ -67,6 +67,15 @@ extension EventLoop {
         }
     }
 
+    /// At the end of the shutdown's grace period, right before the close:
+    /// what is queued goes out now with one non-blocking send, as far as
+    /// the socket takes it. Only with no send in flight, which would go out
+    /// after it and so reorder the stream.
+    func sendOutputNow(_ connection: Connection) {
+        guard connection.send == nil, let output = connection.output, output.count > 0 else { return }
+        _ = Glibc.send(connection.fd, output.base, output.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+    }
+
     /// Reads and drops what the peer sent and we will never answer: closing
     /// a Unix socket with unread data makes the peer's next read fail with
     /// ECONNRESET instead of returning our last reply and then end-of-file.

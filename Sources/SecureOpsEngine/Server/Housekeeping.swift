@@ -12,6 +12,8 @@ extension EventLoop {
         if case .draining(let deadline) = runState, now >= deadline { forceClose = true }
         for connection in connections.all where connection.state == .open || connection.state == .draining {
             if forceClose {
+                abandonOffloads(of: connection)
+                sendOutputNow(connection)
                 connection.closeReason = .shutdown
                 beginClose(connection)
             } else if connection.frameStartedAt != 0 && now - connection.frameStartedAt > frameDeadline

@@ -67,22 +67,22 @@ extension EventLoop {
     func offload(_ work: @escaping @Sendable () throws -> OffloadedReply, for connection: Connection, requestID: UInt64) -> Bool {
         counters.offloadsInFlight.add(1, ordering: .relaxed)
         if let startNow = connection.replies.offload(work, requestID: requestID) {
-            startOffload(startNow, for: connection.id, requestID: requestID)
+            startOffload(startNow, for: connection.id)
         }
         pauseReadingIfOverLimits(connection)
         return true
     }
 
-    private func startOffload(_ work: @escaping @Sendable () throws -> OffloadedReply, for id: ConnectionID, requestID: UInt64) {
+    private func startOffload(_ offload: StartableOffload, for id: ConnectionID) {
         let inbox = self.inbox
         offloadQueue.async {
             let outcome: OffloadOutcome
             do {
-                outcome = .reply(try work())
+                outcome = .reply(try offload.cancellation.whileCurrent(offload.work))
             } catch {
                 outcome = .failed(describe(error))
             }
-            inbox.post(.offloadFinished(id, requestID: requestID, reply: outcome))
+            inbox.post(.offloadFinished(id, requestID: offload.requestID, reply: outcome))
         }
     }
 
@@ -104,7 +104,7 @@ extension EventLoop {
             closeAfterwards = false
         }
         let (released, next) = connection.replies.finish(requestID, bytes: bytes, closeAfterwards: closeAfterwards)
-        if let next { startOffload(next.work, for: id, requestID: next.requestID) }
+        if let next { startOffload(next, for: id) }
         for reply in released {
             reply.bytes.withUnsafeBytes {
                 release($0, to: connection, subscribeAt: reply.subscribeAt, closeAfterwards: reply.closeAfterwards)
@@ -112,6 +112,28 @@ extension EventLoop {
         }
         resumeReadingIfBelowLimits(connection)
         checkDrainComplete(connection)
+    }
+}
+
+extension EventLoop {
+    /// The grace period is over and `connection` still waits for offloaded
+    /// work: the work is told to stop (`OffloadCancellation`), and the client
+    /// gets, in request order, every reply that was ready and an error frame
+    /// for each request that was not, instead of a bare end of stream.
+    func abandonOffloads(of connection: Connection) {
+        guard connection.replies.outstandingOffloads > 0 else { return }
+        let grace = configuration.shutdownGracePeriod
+        scratch.reset()
+        dispatcher.writeError("shutting down: this request did not finish within the \(grace) grace period and was abandoned", into: &scratch)
+        let (released, neverStarted, abandoned) = connection.replies.abandonOffloads(errorFrame: scratch.bytes)
+        if neverStarted > 0 { counters.offloadsInFlight.add(-neverStarted, ordering: .relaxed) }
+        logger.warning("offloaded work did not finish within the shutdown grace period; told to stop and answered with an error", metadata: [
+            "connection": "\(connection.id)", "peer": "\(connection.peer)", "request": "\(abandoned.map(String.init) ?? "none")",
+            "neverStarted": "\(neverStarted)", "gracePeriod": "\(grace)",
+        ])
+        for reply in released {
+            reply.bytes.withUnsafeBytes { appendOutput($0, to: connection) }
+        }
     }
 }
 

@@ -13,8 +13,8 @@ struct ReplyQueue {
     private(set) var waiting: [PendingReply] = []
     /// Offloaded requests not yet answered (running or queued).
     private(set) var outstandingOffloads = 0
-    /// Whether one of them runs on the pool now; the rest wait in `queued`.
-    private(set) var offloadRunning = false
+    /// The one of them on the pool now; the rest wait in `queued`.
+    private(set) var running: RunningOffload?
     private(set) var queued: [QueuedOffload] = []
 
     /// Numbers a new request.
@@ -33,44 +33,70 @@ struct ReplyQueue {
         waiting.append(reply)
     }
 
-    /// Records an offloaded request. Returns its work when it may start now;
-    /// otherwise it waits for the one before it.
+    /// Records an offloaded request. Returns it, with its cancellation
+    /// signal, when it may start now; otherwise it waits for the one
+    /// before it.
     mutating func offload(
         _ work: @escaping @Sendable () throws -> OffloadedReply, requestID: UInt64
-    ) -> (@Sendable () throws -> OffloadedReply)? {
+    ) -> StartableOffload? {
         waiting.append(PendingReply(requestID: requestID, ready: false, bytes: [], subscribeAt: nil, closeAfterwards: false))
         outstandingOffloads += 1
-        if offloadRunning {
-            queued.append(QueuedOffload(requestID: requestID, work: work))
+        let offload = QueuedOffload(requestID: requestID, work: work)
+        guard running == nil else {
+            queued.append(offload)
             return nil
         }
-        offloadRunning = true
-        return work
+        return start(offload)
+    }
+
+    private mutating func start(_ offload: QueuedOffload) -> StartableOffload {
+        let cancellation = OffloadCancellation()
+        running = RunningOffload(requestID: offload.requestID, cancellation: cancellation)
+        return StartableOffload(requestID: offload.requestID, work: offload.work, cancellation: cancellation)
     }
 
     /// The offloaded request `requestID` finished with `bytes`. Returns the
     /// replies that may leave now, in order, and the next offload to start.
     mutating func finish(
         _ requestID: UInt64, bytes: [UInt8], closeAfterwards: Bool
-    ) -> (released: ArraySlice<PendingReply>, next: QueuedOffload?) {
+    ) -> (released: ArraySlice<PendingReply>, next: StartableOffload?) {
         guard let index = waiting.firstIndex(where: { $0.requestID == requestID }) else {
             preconditionFailure("an offloaded reply for request \(requestID), which is not outstanding")
         }
         precondition(!waiting[index].ready, "request \(requestID) answered twice")
+        precondition(running?.requestID == requestID, "request \(requestID) finished but \(String(describing: running?.requestID)) was running")
         outstandingOffloads -= 1
-        offloadRunning = false
+        running = nil
         waiting[index].bytes = bytes
         waiting[index].closeAfterwards = closeAfterwards
         waiting[index].ready = true
         let releasable = waiting.prefix { $0.ready }.count
         let released = waiting[0..<releasable]
         waiting.removeFirst(releasable)
-        var next: QueuedOffload?
+        var next: StartableOffload?
         if !queued.isEmpty {
-            next = queued.removeFirst()
-            offloadRunning = true
+            next = start(queued.removeFirst())
         }
         return (released, next)
+    }
+
+    /// The shutdown's grace period is over: the running offload is told to
+    /// stop, queued ones never start, and every reply still missing becomes
+    /// `errorFrame`. Returns every waiting reply, in order, to go out now,
+    /// and how many queued offloads never started.
+    mutating func abandonOffloads(errorFrame: [UInt8]) -> (released: [PendingReply], neverStarted: Int, abandoned: UInt64?) {
+        let abandoned = running?.requestID
+        running?.cancellation.cancel()
+        running = nil
+        let neverStarted = queued.count
+        queued.removeAll()
+        outstandingOffloads = 0
+        for index in waiting.indices where !waiting[index].ready {
+            waiting[index].bytes = errorFrame
+            waiting[index].ready = true
+        }
+        defer { waiting.removeAll() }
+        return (waiting, neverStarted, abandoned)
     }
 
     /// A subscription ended before the reply that starts it left: it does
@@ -107,4 +133,17 @@ struct PendingReply {
 struct QueuedOffload {
     let requestID: UInt64
     let work: @Sendable () throws -> OffloadedReply
+}
+
+/// The offloaded request on the pool, and the signal that tells it to stop.
+struct RunningOffload {
+    let requestID: UInt64
+    let cancellation: OffloadCancellation
+}
+
+/// Offloaded work to hand to the pool now.
+struct StartableOffload {
+    let requestID: UInt64
+    let work: @Sendable () throws -> OffloadedReply
+    let cancellation: OffloadCancellation
 }

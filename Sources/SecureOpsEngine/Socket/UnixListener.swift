@@ -102,7 +102,7 @@ struct UnixListener {
         if let current = try? directory.statusOf(name), current.isSameFile(as: socketStatus) {
             _ = try? directory.remove(name)
         } else {
-            logger.warning("socket path no longer names this daemon's socket; leaving it", metadata: ["path": "\(path)"])
+            logger.warning("socket path no longer names this engine's socket; leaving it", metadata: ["path": "\(path)"])
         }
     }
 

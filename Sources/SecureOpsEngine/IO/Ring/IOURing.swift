@@ -213,7 +213,7 @@ enum RingAvailability {
                 return "io_uring_setup failed with EPERM although kernel.io_uring_disabled=\(sysctl ?? "unknown"): a seccomp profile (a container runtime's default, for example) is blocking io_uring; allow the io_uring_setup, io_uring_enter and io_uring_register system calls (docker: --security-opt seccomp=unconfined, or a custom profile)"
             }
         case ENOMEM:
-            return "io_uring_setup failed with ENOMEM: not enough locked memory for the rings; raise RLIMIT_MEMLOCK ('ulimit -l', or LimitMEMLOCK= in the systemd unit) or lower the ring sizes"
+            return "io_uring_setup failed with ENOMEM: not enough locked memory for the rings; raise this process's RLIMIT_MEMLOCK or lower the ring sizes (submissionQueueEntries, completionQueueEntries)"
         case EINVAL:
             return "io_uring_setup failed with EINVAL for every flag combination tried: this kernel's io_uring is too old (Linux 6.1 or later is needed)"
         default:
