@@ -14,6 +14,15 @@ let package = Package(
         .executable(name: "secureops", targets: ["secureops"]),
         .executable(name: "secureops-bench", targets: ["secureops-bench"]),
     ],
+    // What a client or an embedder resolves: with the default traits off
+    // (`.package(url: ..., from: ..., traits: [])`) only swift-log; the
+    // daemon's, the tools' and the Service adapter's dependencies are
+    // each behind a trait, enabled by default.
+    traits: [
+        .trait(name: "Tools", description: "secureopsd, secureops and secureops-bench, and the audit log library: swift-argument-parser, swift-crypto, hdrhistogram-swift"),
+        .trait(name: "Service", description: "SecureOpsEngineService, the engine as a swift-service-lifecycle Service"),
+        .default(enabledTraits: ["Tools", "Service"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -58,7 +67,7 @@ let package = Package(
             name: "SecureOpsEngineService",
             dependencies: [
                 "SecureOpsEngine",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["Service"])),
             ]
         ),
         // The client side of the wire contract: blocking core and async API.
@@ -75,7 +84,7 @@ let package = Package(
             dependencies: [
                 "SecureOpsJSON",
                 "SecureOpsSystem",
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Tools"])),
             ]
         ),
         // Everything the daemon does beyond the engine: handlers, policy,
@@ -94,7 +103,7 @@ let package = Package(
             name: "secureopsd",
             dependencies: [
                 "SecureOpsDaemon",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -104,7 +113,7 @@ let package = Package(
                 "SecureOpsClient",
                 "SecureOpsAuditLog",
                 "SecureOpsSystem",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
             ]
         ),
         .executableTarget(
@@ -114,8 +123,8 @@ let package = Package(
                 "SecureOpsEngine",
                 "SecureOpsSystem",
                 "CURing",
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift", condition: .when(traits: ["Tools"])),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
             ]
         ),
         .testTarget(
@@ -130,7 +139,7 @@ let package = Package(
                 "SecureOpsSystem",
                 "SecureOpsEngineService",
                 "SecureOpsClient",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["Service"])),
             ]
         ),
         .testTarget(

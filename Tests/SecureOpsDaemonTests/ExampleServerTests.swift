@@ -98,7 +98,7 @@ enum PresenceServerBuild {
         let package = root + "/Examples/presence-server"
         let started = Date()
         do {
-            let (status, output) = try run(swiftExecutable(), ["build", "--package-path", package], timeout: 900)
+            let (status, output) = try run(SwiftToolchain.swiftExecutable(), ["build", "--package-path", package], timeout: 900)
             guard status == 0 else { return .failure(TestFailure("swift build --package-path \(package) failed:\n\(output)")) }
             let seconds = Date().timeIntervalSince(started)
             print("built Examples/presence-server in \(String(format: "%.1f", seconds)) s")
@@ -111,9 +111,11 @@ enum PresenceServerBuild {
     static func binary() throws -> String {
         try result.get()
     }
+}
 
+enum SwiftToolchain {
     /// `swift` from PATH, else the toolchain's usual place here.
-    private static func swiftExecutable() -> String {
+    static func swiftExecutable() -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/swift") {
             return "\(directory)/swift"
