@@ -33,11 +33,11 @@ let package = Package(
     targets: [
         // Linux interfaces Glibc does not import (O_PATH, SO_PEERCRED,
         // pidfd_open); links nothing, so clients may use it.
-        .target(name: "CSystem"),
+        .target(name: "CSecureOpsSystem"),
         // System interfaces the safe way: paths walked and checked one
         // component at a time on descriptors, directories held open, peer
         // credentials from the kernel.
-        .target(name: "SecureOpsSystem", dependencies: ["CSystem"]),
+        .target(name: "SecureOpsSystem", dependencies: ["CSecureOpsSystem"]),
         // JSON values, the Codable decoder over raw bytes, the frame writer.
         .target(name: "SecureOpsJSON"),
         // The SecureOps wire contract (docs/WIRE.md): request, response and

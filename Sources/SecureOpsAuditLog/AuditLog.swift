@@ -226,7 +226,7 @@ public final class AuditLog: Sendable {
     /// counted; a `records-lost` record reports the count later. It is
     /// anchored within `anchorInterval`.
     public func record(_ event: String, _ fields: JSONObject) {
-        let time = Self.realtimeMilliseconds()
+        let time = SystemClock.realtimeMilliseconds()
         if pending.add(1, ordering: .relaxed).newValue > Self.maxPending {
             pending.subtract(1, ordering: .relaxed)
             dropped.add(1, ordering: .relaxed)
@@ -249,7 +249,7 @@ public final class AuditLog: Sendable {
     /// thread.
     @discardableResult
     public func recordDurably(_ event: String, _ fields: JSONObject) -> Bool {
-        let time = Self.realtimeMilliseconds()
+        let time = SystemClock.realtimeMilliseconds()
         return queue.sync {
             chain.withLock { append(&$0, event: event, fields: fields, time: time, durable: true) }
         }
@@ -266,7 +266,7 @@ public final class AuditLog: Sendable {
     @discardableResult
     public func close(finalEvent: String? = nil, fields: JSONObject = [:]) -> Bool {
         precondition(finalEvent.map(Self.finalEvents.contains) ?? true, "a run's last record must be one of AuditLog.finalEvents")
-        let time = Self.realtimeMilliseconds()
+        let time = SystemClock.realtimeMilliseconds()
         return queue.sync {
             chain.withLock { chain -> Bool in
                 guard !chain.closed else { return false }
@@ -417,7 +417,7 @@ public final class AuditLog: Sendable {
         guard let file = snapshot.2 else { throw SystemError("verify", logPath, code: EBADF) }
         let headBytes = try snapshot.0.get()
         let committed = snapshot.1
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = SystemClock.monotonicNanoseconds()
         let verifier = AuditLogVerifier(key: key.key)
         let previous = verified.withLock { $0 }
         var resumeFrom: VerifiedPrefix?
@@ -437,7 +437,7 @@ public final class AuditLog: Sendable {
         }
         if report.isIntact, let end = report.end {
             let fullAt = resumeFrom?.fullAt ?? now
-            let fullAtWallClock = resumeFrom?.fullAtWallClock ?? Self.timestamp(Self.realtimeMilliseconds())
+            let fullAtWallClock = resumeFrom?.fullAtWallClock ?? Self.timestamp(SystemClock.realtimeMilliseconds())
             verified.withLock {
                 $0 = VerifiedPrefix(
                     position: end, records: report.records, firstTime: report.firstTime, lastTime: report.lastTime,
@@ -572,7 +572,7 @@ public final class AuditLog: Sendable {
     /// Renames the log (and its head) to `*.broken-<ms>`; returns why and
     /// where it went.
     private static func moveAside(_ directory: OpenedDirectory, reason: String) throws(OpenFailure) -> (reason: String, previousLog: String?) {
-        let suffix = String(realtimeMilliseconds())
+        let suffix = String(SystemClock.realtimeMilliseconds())
         let aside = AuditLogFormat.brokenPrefix + suffix
         do {
             try directory.rename(AuditLogFormat.logFileName, to: aside)
@@ -584,12 +584,6 @@ public final class AuditLog: Sendable {
         }
         directory.sync()
         return (reason, directory.pathOf(aside))
-    }
-
-    static func realtimeMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
     static func timestamp(_ milliseconds: Int64) -> String {

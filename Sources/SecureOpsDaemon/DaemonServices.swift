@@ -26,7 +26,7 @@ public final class DaemonServices: Sendable {
         self.options = options
         self.logger = logger
         daemonUID = geteuid()
-        startedAt = Self.monotonicNanoseconds()
+        startedAt = SystemClock.monotonicNanoseconds()
         let policyInForce = PolicyInForce(policy)
         self.policyInForce = policyInForce
         let trail = AuditTrail(log: auditLog, logger: logger, daemonUID: daemonUID)
@@ -141,18 +141,6 @@ public final class DaemonServices: Sendable {
     }
 
     var uptimeSeconds: Double {
-        Double(Self.monotonicNanoseconds() - startedAt) / 1e9
-    }
-
-    static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
-
-    static func realtimeMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        Double(SystemClock.monotonicNanoseconds() - startedAt) / 1e9
     }
 }

@@ -1,4 +1,4 @@
-import CSystem
+import CSecureOpsSystem
 import Glibc
 
 /// Who is on the other end of a Unix-socket connection, as the kernel

@@ -1,4 +1,4 @@
-import CSystem
+import CSecureOpsSystem
 import Glibc
 
 /// Plain threads of the process's own, for work that must not take a

@@ -1,4 +1,4 @@
-import CSystem
+import CSecureOpsSystem
 import Glibc
 
 /// The uids a path may pass through: whoever owns a directory on the way

@@ -1,13 +1,12 @@
 import Glibc
+import SecureOpsSystem
 
 /// CLOCK_MONOTONIC in nanoseconds: the one clock every timestamp the tool
 /// writes into an alert and every arrival it measures are taken from, so
 /// publish-to-delivery latency needs no clock synchronisation.
 @inline(__always)
 func monotonicNanos() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    SystemClock.monotonicNanoseconds()
 }
 
 func seconds(_ nanos: UInt64) -> Double { Double(nanos) / 1e9 }

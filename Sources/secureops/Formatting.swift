@@ -1,10 +1,9 @@
 import Glibc
+import SecureOpsSystem
 import SecureOpsWire
 
 func monotonic() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    SystemClock.monotonicSeconds()
 }
 
 func formatMilliseconds(_ seconds: Double) -> String {

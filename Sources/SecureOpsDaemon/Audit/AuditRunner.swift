@@ -9,8 +9,8 @@ struct AuditRunner {
     let options: AuditOptions
 
     func run() -> AuditReport {
-        let started = DaemonServices.realtimeMilliseconds()
-        let startedClock = DaemonServices.monotonicNanoseconds()
+        let started = SystemClock.realtimeMilliseconds()
+        let startedClock = SystemClock.monotonicNanoseconds()
         var results: [AuditCheckResult] = []
         let environment = AuditEnvironment(services: services, fix: options.fix, deep: options.deep)
         for check in AuditChecks.all where options.deep || !check.deepOnly {
@@ -28,7 +28,7 @@ struct AuditRunner {
         var writer = JSONWriter(capacity: 32)
         writer.timestamp(millisecondsSinceEpoch: started)
         let startedAt = String(decoding: writer.bytes.dropFirst().dropLast(), as: UTF8.self)
-        let durationMs = Int((DaemonServices.monotonicNanoseconds() - startedClock) / 1_000_000)
+        let durationMs = Int((SystemClock.monotonicNanoseconds() - startedClock) / 1_000_000)
         let report = AuditReport(startedAt: startedAt, durationMs: durationMs, deep: options.deep, fix: options.fix, checks: results)
         return report
     }

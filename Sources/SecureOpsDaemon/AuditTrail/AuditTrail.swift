@@ -125,7 +125,7 @@ public final class AuditTrail: Sendable {
     /// the summary of the previous window, if it suppressed any.
     private func admit(_ event: PeerEvent, uid: UInt32) -> Bool {
         let key = PeerEventKey(event: event, uid: uid)
-        switch peerEvents.withLock({ $0.decide(key, now: DaemonServices.monotonicNanoseconds()) }) {
+        switch peerEvents.withLock({ $0.decide(key, now: SystemClock.monotonicNanoseconds()) }) {
         case .suppress:
             return false
         case .allow(let suppressedBefore):
@@ -146,7 +146,7 @@ public final class AuditTrail: Sendable {
     private func scheduleExpiry(after seconds: Double) {
         expiryQueue.asyncAfter(deadline: .now() + seconds) { [weak self] in
             guard let self, !self.stopped.load(ordering: .relaxed) else { return }
-            let expired = self.peerEvents.withLock { $0.expire(now: DaemonServices.monotonicNanoseconds()) }
+            let expired = self.peerEvents.withLock { $0.expire(now: SystemClock.monotonicNanoseconds()) }
             for (key, suppressed) in expired.sorted(by: { ($0.key.uid, $0.key.event.rawValue) < ($1.key.uid, $1.key.event.rawValue) }) {
                 self.summarize(key, count: suppressed)
             }

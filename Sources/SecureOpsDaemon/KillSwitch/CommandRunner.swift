@@ -1,4 +1,4 @@
-import CSystem
+import CSecureOpsSystem
 import Dispatch
 import Glibc
 import SecureOpsSystem
@@ -82,10 +82,10 @@ public enum CommandRunner {
 
     /// How `pid` ended, once it has (reaped), or nil after `seconds`.
     private static func waitForExit(_ pid: pid_t, exitWatch: Int32, seconds: Double) -> Outcome? {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, seconds) * 1e9)
+        let deadline = SystemClock.monotonicNanoseconds() + UInt64(max(0, seconds) * 1e9)
         while true {
             if let outcome = reap(pid) { return outcome }
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = SystemClock.monotonicNanoseconds()
             if now >= deadline { return nil }
             if exitWatch >= 0 {
                 let remainingMilliseconds = Int32(min(Double(Int32.max), Double(deadline - now) / 1e6 + 1))

@@ -1,4 +1,5 @@
 import Glibc
+import SecureOpsSystem
 import SecureOpsEngine
 
 extension DaemonServices {
@@ -7,7 +8,7 @@ extension DaemonServices {
     /// critical alert, records it (fsync'd before the caller hears "ok")
     /// and asks the onKill runner for a run.
     func kill(reason: String?, peer: PeerCred) throws -> OffloadedReply {
-        let now = DaemonServices.realtimeMilliseconds()
+        let now = SystemClock.realtimeMilliseconds()
         var persisted = true
         var alreadyTripped = false
         do {

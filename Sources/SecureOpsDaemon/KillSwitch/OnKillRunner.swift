@@ -93,7 +93,7 @@ final class OnKillRunner: Sendable {
 
     private func run(_ request: Request, coalesced: Int) {
         guard let command = policy().onKill else { return }
-        let started = DaemonServices.monotonicNanoseconds()
+        let started = SystemClock.monotonicNanoseconds()
         let outcome: CommandRunner.Outcome
         do {
             let program = try OnKillProgram.open(command.command[0], daemonUID: daemonUID)
@@ -107,7 +107,7 @@ final class OnKillRunner: Sendable {
         } catch {
             outcome = .failedToStart("refused: \(error)")
         }
-        let milliseconds = Int((DaemonServices.monotonicNanoseconds() - started) / 1_000_000)
+        let milliseconds = Int((SystemClock.monotonicNanoseconds() - started) / 1_000_000)
         let metadata: Logger.Metadata = ["command": "\(command.command)", "outcome": "\(outcome)", "durationMs": "\(milliseconds)"]
         if case .exited(0) = outcome {
             logger.notice("onKill command finished", metadata: metadata)

@@ -1,4 +1,4 @@
-import CSystem
+import CSecureOpsSystem
 import Glibc
 import Logging
 

@@ -1,5 +1,5 @@
 import SecureOpsSystem
-import CSystem
+import CSecureOpsSystem
 import Glibc
 import Synchronization
 
@@ -64,7 +64,7 @@ final class Inbox: Sendable {
     /// for the broadcast ring. Returns nil, without calling `encode`, once
     /// the loop has stopped: the frame would go nowhere.
     func publish(_ encode: (_ sequence: UInt64, _ timestampMilliseconds: Int64, inout JSONWriter) -> Void) -> UInt64? {
-        let now = Clock.realtimeMilliseconds()
+        let now = SystemClock.realtimeMilliseconds()
         let onLoop = onLoopThread
         let (sequence, wake) = state.withLock { state -> (UInt64?, Bool) in
             guard !state.closed else { return (nil, false) }
@@ -144,18 +144,4 @@ public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
     public let slot: UInt32
     public let generation: UInt32
     public var description: String { "\(slot).\(generation)" }
-}
-
-enum Clock {
-    static func realtimeMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-    }
-
-    static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
 }

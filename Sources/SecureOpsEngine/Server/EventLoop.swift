@@ -1,4 +1,4 @@
-import CSystem
+import CSecureOpsSystem
 import Dispatch
 import Glibc
 import Logging
@@ -87,7 +87,7 @@ final class EventLoop: IOEvents {
             maxFrames: limits.retainedFrames, maxBytes: limits.retainedBytes,
             chunkSize: max(256 << 10, 4 * limits.maxBytesPerSend))
         offloadQueue = DispatchQueue(label: "secureops.offload", attributes: .concurrent)
-        now = Clock.monotonicNanoseconds()
+        now = SystemClock.monotonicNanoseconds()
         counters.connectionCapacity.store(connectionCapacity, ordering: .relaxed)
         logger.info("event loop ready", metadata: [
             "ioBackend": "\(backend.description)", "connectionCapacity": "\(connectionCapacity)",
@@ -112,7 +112,7 @@ final class EventLoop: IOEvents {
         rearmReceives()
         if case .draining = runState, connections.count == 0 { return false }
         backend.wait(timeoutNanoseconds: timeoutNanoseconds, events: self)
-        now = Clock.monotonicNanoseconds()
+        now = SystemClock.monotonicNanoseconds()
         let overflows = backend.overflowCount
         if overflows != reportedOverflows {
             reportedOverflows = overflows

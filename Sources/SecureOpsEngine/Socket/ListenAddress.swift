@@ -88,20 +88,21 @@ public struct TCPAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// The remote end of a connected TCP socket.
     static func peer(of fd: Int32) -> TCPAddress? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
-        }
-        return rc == 0 ? TCPAddress(storage) : nil
+        socketName(fd, getpeername)
     }
 
     /// The local end of a bound TCP socket (the port the kernel picked for 0).
     static func local(of fd: Int32) -> TCPAddress? {
+        socketName(fd, getsockname)
+    }
+
+    private static func socketName(
+        _ fd: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+    ) -> TCPAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) }
         }
         return rc == 0 ? TCPAddress(storage) : nil
     }
