@@ -129,7 +129,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureOpsEngineTests",
-            dependencies: ["SecureOpsEngine", "SecureOpsWire"]
+            // Logging: the fake server builds its EventLoop with a quiet logger.
+            dependencies: ["SecureOpsEngine", "SecureOpsWire", .product(name: "Logging", package: "swift-log")]
         ),
         // In-process engines with handlers of their own (the embedding API).
         .testTarget(
