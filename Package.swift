@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(
             name: "SecureOpsEngineTests",
             // Logging: the fake server builds its EventLoop with a quiet logger.
-            dependencies: ["SecureOpsEngine", "SecureOpsWire", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SecureOpsEngine", "SecureOpsWire", "SecureOpsSystem", .product(name: "Logging", package: "swift-log")]
         ),
         // In-process engines with handlers of their own (the embedding API).
         .testTarget(

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+import SecureOpsSystem
 @testable import SecureOpsEngine
 
 /// Out of descriptors (`EMFILE`), accepting stops for `acceptRetryDelay`:
@@ -33,7 +34,7 @@ struct AcceptRetryTests {
             countArms()
             return arms > 0
         })
-        let rested = Clock.monotonicNanoseconds() - failedAt
+        let rested = SystemClock.monotonicNanoseconds() - failedAt
         server.turn(times: 10)
         countArms()
         #expect(rearmed)
@@ -52,7 +53,7 @@ struct AcceptRetryTests {
         server.fake.failAccept(errno: EMFILE, endingTheAccept: true)
         server.turn(times: 20)
         let rearmed = server.fake.takeRequests().contains(.armAccept(listener: 0))
-        #expect(!rearmed || Clock.monotonicNanoseconds() - failedAt >= Timers.acceptRetryDelay)
+        #expect(!rearmed || SystemClock.monotonicNanoseconds() - failedAt >= Timers.acceptRetryDelay)
         #expect(rearmed || server.loop.timers.isRetryingAccept(0))
     }
 

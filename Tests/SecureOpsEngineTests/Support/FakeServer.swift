@@ -28,8 +28,10 @@ final class FakeServer {
         configure(&configuration)
         var logger = Logger(label: "fake-server")
         logger.logLevel = .error
-        let listener = try UnixListener(
-            path: configuration.socketPath, mode: 0o600, directoryMode: 0o700, backlog: 16, logger: logger)
+        configuration.socketMode = 0o600
+        configuration.socketDirectoryMode = 0o700
+        configuration.listenBacklog = 16
+        let listener = try Listener.open(configuration.listeners[0], configuration: configuration, logger: logger)
         let inbox = try Inbox()
         fake = FakeBackend(wakeFD: inbox.eventFD)
         loop = EventLoop(
