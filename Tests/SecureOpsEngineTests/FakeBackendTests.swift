@@ -119,6 +119,7 @@ struct FakeBackendTests {
 final class RecordingEvents: IOEvents {
     private(set) var log: [String] = []
 
+    func waitReturned() {}
     func accepted(_ fd: Int32, listener: Int) { log.append("accepted \(fd)") }
     func acceptFailed(listener: Int, errno: Int32) { log.append("acceptFailed \(errno)") }
     func acceptEnded(listener: Int) { log.append("acceptEnded") }

@@ -217,6 +217,7 @@ final class EpollBackend: IOBackend {
         deliverOwed(events)
         let timeout = hadOwed || !owed.isEmpty ? 0 : Int32(clamping: (timeoutNanoseconds + 999_999) / 1_000_000)
         let count = cs_epoll_wait(epoll, ready, Int32(readyCapacity), timeout)
+        events.waitReturned()
         if count < 0 {
             if -count != EINTR { logger.error("epoll_wait failed: \(String(cString: strerror(-count)))") }
             return

@@ -58,6 +58,10 @@ protocol IOBackend: AnyObject {
 
 /// What a backend reports, on the loop thread, from inside `wait`.
 protocol IOEvents: AnyObject {
+    /// The blocking part of `wait` is over; events follow. The loop reads
+    /// its clock here, so a deadline set while handling an event counts
+    /// from when it arrived, not from before the wait.
+    func waitReturned()
     func accepted(_ fd: Int32, listener: Int)
     /// One accept failed (`EMFILE`, `ECONNABORTED`, ...); accepting goes on
     /// unless the server cancels it.

@@ -147,6 +147,7 @@ final class IOURingBackend: IOBackend {
         if rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN {
             logger.error("io_uring_submit_and_wait failed: \(String(cString: strerror(-rc)))")
         }
+        events.waitReturned()
         _ = ring.drainCompletions { userData, result, flags in
             complete(userData: userData, result: result, flags: flags, events: events)
         }

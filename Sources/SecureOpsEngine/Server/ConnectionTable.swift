@@ -98,11 +98,19 @@ struct Timers {
 
     mutating func housekeepNow() { nextHousekeeping = 0 }
 
+    /// How long the loop may wait for events before a timer is due.
+    func waitBudget(now: UInt64, maximum: Int64) -> Int64 {
+        guard nextHousekeeping > now else { return 0 }
+        return min(maximum, Int64(clamping: nextHousekeeping - now))
+    }
+
     func isRetryingAccept(_ listener: Int) -> Bool { acceptRetries[listener] != nil }
 
     /// Returns true when the retry was not already scheduled.
     mutating func retryAccept(_ listener: Int, at deadline: UInt64) -> Bool {
-        acceptRetries.updateValue(deadline, forKey: listener) == nil
+        // Housekeeping re-arms it: no later than the deadline.
+        nextHousekeeping = min(nextHousekeeping, deadline)
+        return acceptRetries.updateValue(deadline, forKey: listener) == nil
     }
 
     /// Listeners whose rest is over (and forgets them).

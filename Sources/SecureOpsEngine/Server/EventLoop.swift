@@ -99,7 +99,8 @@ final class EventLoop: IOEvents {
     func run() {
         inbox.bindToCurrentThread()
         for index in listeners.indices { armAccept(index) }
-        while turn(timeoutNanoseconds: 100_000_000) {}
+        // At most 100 ms between turns, less when a timer is due sooner.
+        while turn(timeoutNanoseconds: timers.waitBudget(now: now, maximum: 100_000_000)) {}
         tearDown()
     }
 
@@ -112,7 +113,6 @@ final class EventLoop: IOEvents {
         rearmReceives()
         if case .draining = runState, connections.count == 0 { return false }
         backend.wait(timeoutNanoseconds: timeoutNanoseconds, events: self)
-        now = SystemClock.monotonicNanoseconds()
         let overflows = backend.overflowCount
         if overflows != reportedOverflows {
             reportedOverflows = overflows
@@ -181,6 +181,10 @@ final class EventLoop: IOEvents {
             "maxFrameBytes": "\(newLimits.maxFrameBytes)", "retainedFrames": "\(newLimits.retainedFrames)",
             "onLag": "\(newLimits.onLag.rawValue)",
         ])
+    }
+
+    func waitReturned() {
+        now = SystemClock.monotonicNanoseconds()
     }
 
     // MARK: - Accepting

@@ -334,6 +334,7 @@ final class FakeBackend: IOBackend {
 
     func wait(timeoutNanoseconds: Int64, events: IOEvents) {
         if pending.isEmpty && timeoutNanoseconds > 0 { block(timeoutNanoseconds) }
+        events.waitReturned()
         drainWake()
         let batch = pending
         pending.removeAll()
