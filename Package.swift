@@ -127,10 +127,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
             ]
         ),
+        // What every test target shares: TestFailure, the one polling
+        // helper, running a process with a time limit, scratch directories.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "SecureOpsEngineTests",
             // Logging: the fake server builds its EventLoop with a quiet logger.
-            dependencies: ["SecureOpsEngine", "SecureOpsWire", "SecureOpsSystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SecureOpsEngine", "SecureOpsWire", "SecureOpsSystem", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         // In-process engines with handlers of their own (the embedding API).
         .testTarget(
@@ -140,6 +143,7 @@ let package = Package(
                 "SecureOpsSystem",
                 "SecureOpsEngineService",
                 "SecureOpsClient",
+                "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["Service"])),
             ]
         ),
@@ -150,7 +154,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureOpsDaemonTests",
-            dependencies: ["SecureOpsDaemon", "SecureOpsSystem", "SecureOpsClient", "secureopsd", "secureops", "secureops-bench"],
+            dependencies: ["SecureOpsDaemon", "SecureOpsSystem", "SecureOpsClient", "TestSupport", "secureopsd", "secureops", "secureops-bench"],
             exclude: ["Fixtures"]
         ),
     ]

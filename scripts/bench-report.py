@@ -73,20 +73,26 @@ def fanout_pacing():
     return f"{ahead}, tool reading with {receiver or 'epoll'}"
 
 
+NAMES = {"secureops": "secureopsd io_uring", "secureops-epoll": "secureopsd epoll", "redis": "Redis"}
+present = [t for t in ("secureops", "secureops-epoll", "redis") if any(r["target"] == t for r in runs)]
+ours = [t for t in present if t != "redis"]
+
 emit(f"### Fan-out: deliveries/s (256-byte alerts, 1 publisher, 64 in flight, {fanout_pacing()}; median)\n")
-emit("| subscribers | secureopsd | Redis | ratio | secureopsd p50 / p99 / p99.9 | Redis p50 / p99 / p99.9 | lost (s/R) | tool CPU (s/R) | runs |")
-emit("|---:|---:|---:|---:|---|---|---|---|---:|")
+emit("| subscribers | " + " | ".join(NAMES[t] for t in present) + " | " + " | ".join(f"{NAMES[t]} / Redis" for t in ours)
+     + " | p50 / p99 / p99.9 (" + ", ".join(NAMES[t] for t in present) + ") | lost | runs |")
+emit("|---:|" + "---:|" * len(present) + "---:|" * len(ours) + "---|---|---:|")
 chart = []
 for p in points("fanout"):
-    s = median("fanout", p, "secureops", "deliveriesPerSec")
-    r = median("fanout", p, "redis", "deliveriesPerSec")
-    chart.append((int(p), s, r, median("fanout", p, "secureops", "toolCpuPercent"), median("fanout", p, "secureops", "serverCpuPercent"),
-                  median("fanout", p, "redis", "serverCpuPercent")))
+    rates = {t: median("fanout", p, t, "deliveriesPerSec") for t in present}
+    chart.append((int(p), rates.get("secureops"), rates.get("redis"), median("fanout", p, "secureops", "toolCpuPercent"),
+                  median("fanout", p, "secureops", "serverCpuPercent"), median("fanout", p, "redis", "serverCpuPercent"),
+                  rates.get("secureops-epoll")))
     lat = lambda t: " / ".join(us(median("fanout", p, t, k)) for k in ("p50Us", "p99Us", "p999Us"))
-    cpu = lambda t: f"{median('fanout', p, t, 'toolCpuPercent') or 0:.0f}%"
-    emit(f"| {int(p):,} | {rate(s)} | {rate(r)} | {ratio(s, r)} | {lat('secureops')} | {lat('redis')} "
-         f"| {total('fanout', p, 'secureops', 'lost')} / {total('fanout', p, 'redis', 'lost')} "
-         f"| {cpu('secureops')} / {cpu('redis')} | {reps('fanout', p, 'secureops')} |")
+    emit(f"| {int(p):,} | " + " | ".join(rate(rates[t]) for t in present)
+         + " | " + " | ".join(ratio(rates[t], rates.get("redis")) for t in ours)
+         + " | " + "; ".join(lat(t) for t in present)
+         + " | " + " / ".join(str(total("fanout", p, t, "lost")) for t in present)
+         + f" | {reps('fanout', p, present[0])} |")
 
 if points("light"):
     emit("\n### Latency at light load (publish to delivery; median of runs)\n")
@@ -117,19 +123,36 @@ if points("connect"):
              f"| {rate(median('connect', p, 'redis', 'connectionsPerSec'))} |")
 
 emit("\n### rpc: PING requests/s (connections × pipeline; median)\n")
-emit("| connections × pipeline | secureopsd | Redis | ratio | target | met | secureopsd p50 / p99 | Redis p50 / p99 | server CPU (s/R) | tool CPU (s/R) |")
-emit("|---|---:|---:|---:|---|---|---|---|---|---|")
-targets = {"100x1": 1.0, "100x16": 1.5}
+emit("| connections × pipeline | " + " | ".join(NAMES[t] for t in present) + " | " + " | ".join(f"{NAMES[t]} / Redis" for t in ours)
+     + " | p50 / p99 (" + ", ".join(NAMES[t] for t in present) + ") | server CPU |")
+emit("|---|" + "---:|" * len(present) + "---:|" * len(ours) + "---|---|")
 for p in points("rpc"):
-    s = median("rpc", p, "secureops", "requestsPerSec")
-    r = median("rpc", p, "redis", "requestsPerSec")
-    goal = targets.get(p)
-    met = "-" if goal is None or not (s and r) else ("yes" if s >= goal * r else "**no**")
+    rates = {t: median("rpc", p, t, "requestsPerSec") for t in present}
     lat = lambda t: " / ".join(us(median("rpc", p, t, k)) for k in ("p50Us", "p99Us"))
-    cpu = lambda t, k: f"{median('rpc', p, t, k) or 0:.0f}%"
-    emit(f"| {p.replace('x', ' × ')} | {rate(s)} | {rate(r)} | {ratio(s, r)} | {'≥ %.1f× Redis' % goal if goal else '-'} | {met} "
-         f"| {lat('secureops')} | {lat('redis')} | {cpu('secureops', 'serverCpuPercent')} / {cpu('redis', 'serverCpuPercent')} "
-         f"| {cpu('secureops', 'toolCpuPercent')} / {cpu('redis', 'toolCpuPercent')} |")
+    emit(f"| {p.replace('x', ' × ')} | " + " | ".join(rate(rates[t]) for t in present)
+         + " | " + " | ".join(ratio(rates[t], rates.get("redis")) for t in ours)
+         + " | " + "; ".join(lat(t) for t in present)
+         + " | " + " / ".join(f"{median('rpc', p, t, 'serverCpuPercent') or 0:.0f}%" for t in present) + " |")
+
+def syscall_rows(workload, unit_key, unit_name):
+    """Deliveries (or requests) per second, the server's CPU time and its
+    system calls per 1,000 of them, per target."""
+    for p in points(workload):
+        for t in present:
+            group = [r for r in groups.get((workload, p, t), []) if r["result"] and r.get("syscalls")]
+            if not group:
+                continue
+            per_unit = lambda r: r["result"][unit_key] * r["result"]["elapsedSec"]
+            calls = statistics.median(r["syscalls"] / per_unit(r) * 1000 for r in group)
+            cpu_ns = statistics.median(r["result"]["serverCpuPercent"] / 100 * r["result"]["elapsedSec"] / per_unit(r) * 1e9 for r in group)
+            emit(f"| {workload.split('-')[1]} {p} | {NAMES[t]} | {rate(median(workload, p, t, unit_key))} | {cpu_ns:.0f} ns | {calls:,.1f} | {len(group)} |")
+
+if points("syscalls-fanout") or points("syscalls-rpc"):
+    emit("\n### The backends side by side: server CPU and system calls (perf stat -e raw_syscalls:sys_enter on the server; median)\n")
+    emit("| workload | server | rate | server CPU per delivery / request | system calls per 1,000 | runs |")
+    emit("|---|---|---:|---:|---:|---:|")
+    syscall_rows("syscalls-fanout", "deliveriesPerSec", "delivery")
+    syscall_rows("syscalls-rpc", "requestsPerSec", "request")
 
 agreement = out / "agreement.txt"
 if agreement.exists() and agreement.read_text().strip():
@@ -176,7 +199,9 @@ try:
     import matplotlib.pyplot as plt
     xs = [c[0] for c in chart]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    ax.plot(xs, [(c[1] or 0) / 1e6 for c in chart], marker="o", label="secureopsd")
+    ax.plot(xs, [(c[1] or 0) / 1e6 for c in chart], marker="o", label="secureopsd (io_uring)")
+    if any(c[6] for c in chart):
+        ax.plot(xs, [(c[6] or 0) / 1e6 for c in chart], marker="^", label="secureopsd (epoll)")
     ax.plot(xs, [(c[2] or 0) / 1e6 for c in chart], marker="s", label="Redis 7 pub/sub")
     ax.set_xscale("log")
     ax.set_xticks(xs)
@@ -184,10 +209,10 @@ try:
     ax.set_xlabel("subscribers")
     ax.set_ylabel("deliveries/s (millions)")
     ax.set_title("Fan-out, 256-byte alerts, server pinned to one core (median)")
-    ax.set_ylim(0, max([(c[1] or 0) for c in chart] + [(c[2] or 0) for c in chart] + [1]) / 1e6 * 1.15)
+    ax.set_ylim(0, max([(c[1] or 0) for c in chart] + [(c[2] or 0) for c in chart] + [(c[6] or 0) for c in chart] + [1]) / 1e6 * 1.15)
     # Say which side each point was bound by: a server at ~100% of its core
     # is the limit; a tool at ~100% of its core means the server had room.
-    for x, s_rate, r_rate, tool_cpu, s_cpu, r_cpu in chart:
+    for x, s_rate, r_rate, tool_cpu, s_cpu, r_cpu, _ in chart:
         if s_rate and s_cpu is not None:
             note = f"server {s_cpu:.0f}%" + (f", tool {tool_cpu:.0f}%" if tool_cpu and tool_cpu > 90 else "")
             ax.annotate(note, (x, s_rate / 1e6), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)

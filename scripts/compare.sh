@@ -15,8 +15,10 @@
 #
 # Environment: REPS (3), OUT (bench-results/<time>), SERVER_CPU (0),
 # TOOL_CPU (1), SCRATCH (.build-bench, the release build directory),
-# SECTIONS (fanout light connect rpc agree), FANOUT_ARGS (extra arguments
-# for the full-speed fan-out runs, e.g. "--backlog 256" or "--receiver epoll").
+# SECTIONS (fanout light connect rpc syscalls agree), TARGETS (secureops
+# secureops-epoll redis: secureopsd on io_uring, secureopsd on epoll, Redis),
+# FANOUT_ARGS (extra arguments for the full-speed fan-out runs, e.g.
+# "--backlog 256" or "--receiver epoll").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -28,7 +30,8 @@ OUT=${OUT:-bench-results/$(date +%Y%m%d-%H%M%S)}
 SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
 SCRATCH=${SCRATCH:-.build-bench}
-SECTIONS=${SECTIONS:-fanout light connect rpc agree}
+SECTIONS=${SECTIONS:-fanout light connect rpc syscalls agree}
+TARGETS=${TARGETS:-secureops secureops-epoll redis}
 FANOUT_ARGS=${FANOUT_ARGS:-}
 section() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 mkdir -p "$OUT"
@@ -38,7 +41,7 @@ RESULTS="$OUT/results.jsonl"
 log() { printf '%s\n' "$*" >&2; }
 
 # --- what the comparison needs -------------------------------------------
-./scripts/install-deps.sh redis-server util-linux
+./scripts/install-deps.sh redis-server util-linux linux-perf
 if ! python3 -c 'import matplotlib' 2>/dev/null; then
     log "installing matplotlib (for the chart)"
     python3 -m pip install --quiet matplotlib || log "matplotlib could not be installed: no chart"
@@ -76,13 +79,17 @@ SERVER_PID=""
 SERVER_DIR=""
 SOCK=""
 
-start_server() {  # secureops | redis
+start_server() {  # secureops | secureops-epoll | redis
     SERVER_DIR=$(mktemp -d /tmp/secureops-compare-XXXXXX)
     case "$1" in
-        secureops)
+        secureops|secureops-epoll)
+            # The backend is named, not left to auto: a run that fell back
+            # to epoll must not be reported as io_uring.
+            local backend=io_uring
+            [ "$1" = secureops-epoll ] && backend=epoll
             SOCK="$SERVER_DIR/secureopsd.sock"
             taskset -c "$SERVER_CPU" "$BIN/secureopsd" --socket "$SOCK" --state-dir "$SERVER_DIR/state" \
-                --log-level warning >"$SERVER_DIR/server.log" 2>&1 &
+                --io-backend "$backend" --log-level warning >"$SERVER_DIR/server.log" 2>&1 &
             ;;
         redis)
             SOCK="$SERVER_DIR/redis.sock"
@@ -112,16 +119,29 @@ stop_server() {
 trap stop_server EXIT
 
 # run WORKLOAD POINT REP TARGET -- secureops-bench arguments
+# With COUNT_SYSCALLS=1, `perf stat` counts the server's system calls
+# (raw_syscalls:sys_enter, every thread) for the length of the run.
 run() {
     local workload=$1 point=$2 rep=$3 target=$4
     shift 5
     start_server "$target"
-    local json status=0
-    json=$(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" "$@" --target "$target" --socket "$SOCK" --json --no-progress) || status=$?
+    local json status=0 perf_pid="" syscalls=null
+    if [ "${COUNT_SYSCALLS:-0}" = 1 ]; then
+        perf stat -e raw_syscalls:sys_enter -x, -o "$SERVER_DIR/perf.csv" -p "$SERVER_PID" 2>/dev/null &
+        perf_pid=$!
+        sleep 0.2 # perf attaches
+    fi
+    json=$(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" "$@" --target "${target%-epoll}" --socket "$SOCK" --json --no-progress) || status=$?
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        syscalls=$(awk -F, '/raw_syscalls:sys_enter/ {print $1; exit}' "$SERVER_DIR/perf.csv" 2>/dev/null)
+        [ -n "$syscalls" ] || syscalls=null
+    fi
     stop_server
     [ -n "$json" ] || json=null
-    printf '{"workload":"%s","point":"%s","rep":%d,"target":"%s","exit":%d,"load":%s,"result":%s}\n' \
-        "$workload" "$point" "$rep" "$target" "$status" "$(cut -d' ' -f1 /proc/loadavg)" "$json" >> "$RESULTS"
+    printf '{"workload":"%s","point":"%s","rep":%d,"target":"%s","exit":%d,"load":%s,"syscalls":%s,"result":%s}\n' \
+        "$workload" "$point" "$rep" "$target" "$status" "$(cut -d' ' -f1 /proc/loadavg)" "$syscalls" "$json" >> "$RESULTS"
     python3 - "$workload" "$point" "$target" "$json" <<'PY' >&2
 import json, sys
 w, p, t, j = sys.argv[1:5]
@@ -131,8 +151,6 @@ def us(k): return f"{r[k]:.0f}" if r.get(k) is not None else "-"
 print(f"  {w:8} {p:>10} {t:9} {rate or 0:>14,.0f}/s  p50 {us('p50Us')} p99 {us('p99Us')} p999 {us('p999Us')} µs  lost {r.get('lost', '?')}  tool CPU {r.get('toolCpuPercent', 0):.0f}%")
 PY
 }
-
-TARGETS="secureops redis"
 
 # --- fan-out throughput: 256-byte alerts, 64 publishes in flight ------------
 if [ "$QUICK" = 1 ]; then FANOUT_POINTS="100:50000 1000:10000 10000:1000"; else FANOUT_POINTS="100:100000 1000:20000 10000:2000 19000:1000"; fi
@@ -193,6 +211,28 @@ for conns in $RPC_CONNS; do
         done
     done
 done
+
+# --- the two backends side by side: system calls per delivery --------------
+# The same fan-out and rpc runs with perf counting the server's system
+# calls: what io_uring buys over epoll (and where Redis stands).
+if section syscalls; then
+    log "system calls per delivery (perf stat -e raw_syscalls:sys_enter on the server)"
+    if [ "$QUICK" = 1 ]; then SYSCALL_POINTS="1000:10000"; else SYSCALL_POINTS="1000:20000 10000:2000"; fi
+    for point in $SYSCALL_POINTS; do
+        subs=${point%%:*}; alerts=${point##*:}
+        for rep in $(seq 1 "$REPS"); do
+            for target in $TARGETS; do
+                # shellcheck disable=SC2086
+                COUNT_SYSCALLS=1 run syscalls-fanout "$subs" "$rep" "$target" -- fanout --subscribers "$subs" --alerts "$alerts" --size 256 --window 64 $FANOUT_ARGS
+            done
+        done
+    done
+    for rep in $(seq 1 "$REPS"); do
+        for target in $TARGETS; do
+            COUNT_SYSCALLS=1 run syscalls-rpc 100x1 "$rep" "$target" -- rpc --connections 100 --pipeline 1 --requests 1000000
+        done
+    done
+fi
 
 # --- agreement with the independent C load generator (secureopsd) ----------
 # Same daemon build, same pinning, alternating: loadgen.c counts newline

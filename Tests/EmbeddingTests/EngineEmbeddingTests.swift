@@ -9,7 +9,7 @@ import Testing
 
 /// The embedding API: engines with handlers and protocols of their own,
 /// in this process, talked to over their real sockets.
-@Suite("Embedding the engine")
+@Suite("Embedding the engine", .timeLimit(.minutes(2)))
 struct EngineEmbeddingTests {
     typealias Counters = CounterHandler<FastCounterRequest>
 

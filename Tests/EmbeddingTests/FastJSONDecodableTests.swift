@@ -5,7 +5,7 @@ import Testing
 
 /// `FastJSONDecodable`: an embedder's own types get the decoder's concrete
 /// containers, with the same results and errors as plain `Decodable`.
-@Suite("FastJSONDecodable")
+@Suite("FastJSONDecodable", .timeLimit(.minutes(2)))
 struct FastJSONDecodableTests {
     /// Records which initializer ran.
     struct Job: FastJSONDecodable, Equatable {

@@ -9,7 +9,7 @@ import Testing
 /// (Signals are not sent here: they would reach every test in this process;
 /// `ExampleServerTests` sends SIGTERM to the example server, which runs its
 /// engine in a ServiceGroup.)
-@Suite("Engine as a Service")
+@Suite("Engine as a Service", .timeLimit(.minutes(2)))
 struct ServiceLifecycleTests {
     typealias Counters = CounterHandler<FastCounterRequest>
 

@@ -4,7 +4,7 @@ import Testing
 @testable import SecureOpsWire
 
 /// The JSONTestSuite parsing corpus (nst/JSONTestSuite), run on raw bytes.
-@Suite struct ConformanceTests {
+@Suite(.timeLimit(.minutes(2))) struct ConformanceTests {
     @Test func corpusIsPresent() throws {
         let all = try FileManager.default.contentsOfDirectory(atPath: conformanceDirectory.path)
         #expect(all.count > 300, "the JSONTestSuite corpus is missing or incomplete at \(conformanceDirectory.path)")

@@ -3,7 +3,7 @@ import Testing
 @testable import SecureOpsJSON
 @testable import SecureOpsWire
 
-@Suite struct DecoderBehaviourTests {
+@Suite(.timeLimit(.minutes(2))) struct DecoderBehaviourTests {
     let decoder = FastJSONDecoder()
 
     func accepts(_ text: String) -> Bool { (try? decoder.decode(JSONValue.self, from: text)) != nil }

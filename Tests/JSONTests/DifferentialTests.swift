@@ -9,7 +9,7 @@ import Testing
 /// Where RFC 8259 and Foundation disagree we follow the RFC; each such case
 /// is listed in `rfcDisagreement(_:)` and is the only kind of difference
 /// allowed.
-@Suite struct DifferentialTests {
+@Suite(.timeLimit(.minutes(2))) struct DifferentialTests {
     /// Why Foundation's verdict on `input` may differ from ours, or nil when
     /// it must not.
     static func rfcDisagreement(_ input: [UInt8]) -> String? {

@@ -5,7 +5,7 @@ import Testing
 
 /// Exact messages, offsets and paths for broken frames, as the daemon puts
 /// them in `err` frames.
-@Suite struct ErrorMessageTests {
+@Suite(.timeLimit(.minutes(2))) struct ErrorMessageTests {
     func error(_ frame: String) -> JSONDecodingError? { decodeError(IpcRequest.self, frame) }
 
     @Test func namesTheByteWhereAnObjectMemberIsNotFollowedByCommaOrBrace() {

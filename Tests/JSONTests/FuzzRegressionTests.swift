@@ -6,7 +6,7 @@ import Testing
 /// The invariants of Fuzz/DecoderFuzz.swift, replayed on the checked-in
 /// seeds and on inputs that fuzzing and differential testing turned up.
 /// Each finding gets a line in `findings` with a note on what it exercised.
-@Suite struct FuzzRegressionTests {
+@Suite(.timeLimit(.minutes(2))) struct FuzzRegressionTests {
     static let findings: [(note: String, bytes: [UInt8])] = [
         ("trailing comma, accepted by JSONSerialization", Array(#"{"t.ype":"ping",}"#.utf8)),
         ("number beyond Double range inside details", Array(#"{"type":"publish","alert":{"severity":"low","source":"s","message":"m","details":{"n":184467440E3709551615}}}"#.utf8)),

@@ -5,7 +5,7 @@ import Testing
 
 /// WIRE.md's request examples, decoded by FastJSONDecoder and by
 /// Foundation's JSONDecoder: the same values.
-@Suite struct IpcRequestTests {
+@Suite(.timeLimit(.minutes(2))) struct IpcRequestTests {
     static let examples: [(String, IpcRequest)] = [
         (#"{"type":"ping"}"#, .ping),
         (#"{"type":"status"}"#, .status),
@@ -85,7 +85,7 @@ extension JSONValue {
     }
 }
 
-@Suite("Known frames")
+@Suite("Known frames", .timeLimit(.minutes(2)))
 struct KnownFrameTests {
     @Test func theExactPingAndStatusFramesSkipTheParserAndDecodeTheSame() throws {
         for (text, expected) in [(#"{"type":"ping"}"#, IpcRequest.ping), (#"{"type":"status"}"#, .status)] {

@@ -4,7 +4,7 @@ import Testing
 
 /// The typed decoding's rule for repeated keys, and the wire's unsigned
 /// `limit`: both found trying the daemon against the contract.
-@Suite struct RepeatedKeyTests {
+@Suite(.timeLimit(.minutes(2))) struct RepeatedKeyTests {
     let decoder = FastJSONDecoder()
 
     // MARK: Repeated keys

@@ -3,7 +3,7 @@ import Testing
 @testable import SecureOpsJSON
 @testable import SecureOpsWire
 
-@Suite struct RoundTripTests {
+@Suite(.timeLimit(.minutes(2))) struct RoundTripTests {
     @Test func randomValuesRoundTripThroughWriterEncoderAndRawJSON() throws {
         var gen = RandomJSON(seed: 0xC0FFEE)
         let decoder = FastJSONDecoder()

@@ -7,7 +7,7 @@ import SecureOpsEngine
 /// credentials on every alert, and the daemon's own source name reserved,
 /// so no peer granted `publish` can pass an alert off as the daemon's
 /// (the kill-switch alert above all).
-@Suite("Alert origin")
+@Suite("Alert origin", .timeLimit(.minutes(2)))
 struct AlertOriginTests {
     func daemon() throws -> DaemonProcess {
         try DaemonProcess(

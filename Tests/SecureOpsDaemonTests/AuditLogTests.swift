@@ -6,7 +6,7 @@ import SecureOpsEngine
 /// The signed audit log: its format and files, `verify-log` against every
 /// kind of tampering, continuing the chain across restarts, damaged logs,
 /// and write failures on a full disk.
-@Suite("Signed audit log")
+@Suite("Signed audit log", .timeLimit(.minutes(2)))
 struct AuditLogTests {
     /// A stopped daemon whose log holds start, kill, reload, audit, stop.
     func stoppedDaemonWithRecords() throws -> DaemonProcess {

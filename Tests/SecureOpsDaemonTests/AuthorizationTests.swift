@@ -6,7 +6,7 @@ import SecureOpsEngine
 
 /// Peer authorization from SO_PEERCRED with a real second uid (65534,
 /// "nobody"), switched to with setpriv.
-@Suite("Authorization")
+@Suite("Authorization", .timeLimit(.minutes(2)))
 struct AuthorizationTests {
     static let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
 

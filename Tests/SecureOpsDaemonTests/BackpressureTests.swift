@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// A client that sends faster than it reads is throttled through the
 /// kernel's socket buffers, not buffered without bound by the daemon.
-@Suite("Back-pressure")
+@Suite("Back-pressure", .timeLimit(.minutes(2)))
 struct BackpressureTests {
     @Test func aClientThatNeverReadsItsRepliesIsThrottledAndLosesNothing() throws {
         let daemon = try DaemonProcess()

@@ -8,7 +8,7 @@ import SecureOpsEngine
 /// (every alert delivered once, every request answered), and agree with the
 /// daemon's own counters. Performance itself is measured by
 /// scripts/compare.sh, never here.
-@Suite("secureops-bench")
+@Suite("secureops-bench", .timeLimit(.minutes(5)))
 struct BenchToolTests {
     static var benchPath: String { DaemonProcess.binaryDirectory + "/secureops-bench" }
 

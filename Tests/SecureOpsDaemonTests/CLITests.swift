@@ -4,7 +4,7 @@ import SecureOpsClient
 import SecureOpsEngine
 
 /// The `secureops` command line against a real daemon.
-@Suite("CLI")
+@Suite("CLI", .timeLimit(.minutes(2)))
 struct CLITests {
     func cli(_ daemon: DaemonProcess, _ arguments: [String]) throws -> (Int32, String) {
         try run(DaemonProcess.cliPath, arguments + ["--socket", daemon.socketPath])

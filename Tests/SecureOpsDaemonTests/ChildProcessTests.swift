@@ -3,7 +3,7 @@ import Glibc
 import Testing
 
 /// The test support's own promise: stopping a child never hangs the suite.
-@Suite("Child processes in tests")
+@Suite("Child processes in tests", .timeLimit(.minutes(2)))
 struct ChildProcessTests {
     /// Foundation notices a child's exit when a socket the child inherited
     /// reaches end-of-file; here a grandchild keeps that socket open after

@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// The audit checks against real files, sockets and kernel state: what
 /// each reports, `deep`, `fix`, and a check that throws.
-@Suite("Control plane: audit checks")
+@Suite("Control plane: audit checks", .timeLimit(.minutes(2)))
 struct ControlPlaneAuditTests {
     static let checkIDs = [
         "socket-permissions", "socket-directory", "state-directory", "audit-log-files", "audit-log-chain", "policy-file",

@@ -6,7 +6,7 @@ import SecureOpsEngine
 /// Who may do what, from SO_PEERCRED and the policy file, with a real
 /// second uid (65534 via setpriv) on a socket of mode 0666 in a test
 /// directory; policy reloads by request and by SIGHUP; the per-uid cap.
-@Suite("Control plane: authorization and policy")
+@Suite("Control plane: authorization and policy", .timeLimit(.minutes(2)))
 struct ControlPlaneAuthorizationTests {
     static func policy(version: Int = 2, grants: String, limits: String? = nil) -> String {
         #"{"version": \#(version), "grants": [\#(grants)]"# + (limits.map { #", "limits": \#($0)"# } ?? "") + "}"

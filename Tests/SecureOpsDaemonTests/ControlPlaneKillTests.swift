@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// The kill switch: the alert, persistence across restarts, `reset-kill`,
 /// and the `onKill` command with its environment, exit status and timeout.
-@Suite("Control plane: kill switch")
+@Suite("Control plane: kill switch", .timeLimit(.minutes(2)))
 struct ControlPlaneKillTests {
     /// A policy whose onKill runs `script` (written into the daemon's
     /// directory, mode 0755).

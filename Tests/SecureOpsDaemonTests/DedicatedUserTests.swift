@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// The daemon run as a dedicated, unprivileged user (here 65534) with its
 /// own socket and state directories, the way a hardened unit would run it.
-@Suite("Dedicated user")
+@Suite("Dedicated user", .timeLimit(.minutes(5)))
 struct DedicatedUserTests {
     @Test func aDaemonRunAsADedicatedUserServesRootAndItsOwnUidAndOwnsItsFiles() throws {
         var template = Array("/tmp/secureops-dedicated-XXXXXX".utf8CString)

@@ -6,7 +6,7 @@ import SecureOpsEngine
 /// Every row of WIRE.md's error table, plus the framing rules: each bad
 /// input gets a clear `err` and the connection stays usable unless the
 /// contract says otherwise.
-@Suite("Errors and framing")
+@Suite("Errors and framing", .timeLimit(.minutes(2)))
 struct ErrorHandlingTests {
     /// Sends `frame`, expects one err whose message contains `needle`, and
     /// that the same connection still answers a ping.

@@ -8,12 +8,12 @@ import Testing
 /// (its first build compiles the engine and ServiceLifecycle: about 40 s on
 /// a 2-core machine; later runs reuse `Examples/presence-server/.build`),
 /// started, and talked to over its socket.
-@Suite("Example: presence server", .serialized)
+@Suite("Example: presence server", .serialized, .timeLimit(.minutes(15)))
 struct ExampleServerTests {
     @Test func thePresenceServerServesItsProtocolAndStopsGracefullyOnSIGTERM() throws {
         let binary = try PresenceServerBuild.binary()
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try ScratchDirectory(prefix: "so-example")
+        let directory = scratch.path
         let socket = directory + "/presence.sock"
         let snapshot = directory + "/snapshot.json"
         let server = try Process.start(binary, ["--socket", socket, "--snapshot", snapshot], log: directory + "/server.log")
@@ -55,7 +55,7 @@ struct ExampleServerTests {
         // SIGTERM reaches the engine through the ServiceGroup: a graceful
         // stop, exit 0, the socket file removed, connections closed.
         kill(server.processIdentifier, SIGTERM)
-        #expect(try waitForExit(server) == 0)
+        #expect(try waitForExit(server, what: "presence-server") == 0)
         #expect(!FileManager.default.fileExists(atPath: socket))
         #expect(try watcher.readFrame(timeout: 5) == nil)
         let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
@@ -68,8 +68,8 @@ struct ExampleServerTests {
     @Test func withoutIoUringTheExampleServesOnEpollAndSaysWhy() throws {
         let binary = try PresenceServerBuild.binary()
         let helper = try compileFixture("deny-io-uring")
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try ScratchDirectory(prefix: "so-example")
+        let directory = scratch.path
         let socket = directory + "/p.sock"
         let logPath = directory + "/server.log"
         let server = try Process.start(helper, ["1", binary, "--socket", socket, "--snapshot", directory + "/snapshot.json"], log: logPath)
@@ -80,7 +80,7 @@ struct ExampleServerTests {
         try client.sendRaw(Array("{\"type\":\"set\",\"name\":\"alice\",\"status\":\"online\"}\n".utf8))
         #expect(try line(client) == #"{"type":"ok","sequence":1}"#)
         kill(server.processIdentifier, SIGTERM)
-        #expect(try waitForExit(server) == 0)
+        #expect(try waitForExit(server, what: "presence-server") == 0)
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         #expect(log.contains("serving on epoll instead") && log.contains("seccomp"), "\(log)")
     }
@@ -124,32 +124,18 @@ enum SwiftToolchain {
     }
 }
 
-private func temporaryDirectory() throws -> String {
-    var template = Array("/tmp/so-example-XXXXXX".utf8CString)
-    guard mkdtemp(&template) != nil else { throw TestFailure("mkdtemp failed") }
-    return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
 private func waitUntilConnectable(_ socket: String, process: Process, log: String) throws {
-    let deadline = Date().addingTimeInterval(20)
-    while Date() < deadline {
-        guard process.isRunning else {
-            throw TestFailure("presence-server exited with \(process.terminationStatus):\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-        }
-        if let connection = try? SecureOpsConnection.connect(to: socket) {
-            connection.close()
-            return
-        }
-        usleep(20_000)
+    var exited = false
+    let listening = eventually(within: 20) {
+        exited = !process.isRunning
+        guard !exited, let connection = try? SecureOpsConnection.connect(to: socket) else { return exited }
+        connection.close()
+        return true
     }
-    throw TestFailure("presence-server did not listen on \(socket) within 20 s")
-}
-
-private func waitForExit(_ process: Process, timeout: Double = 20) throws -> Int32 {
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { usleep(10_000) }
-    guard !process.isRunning else { throw TestFailure("presence-server did not exit within \(timeout) s of SIGTERM") }
-    return process.terminationStatus
+    if exited {
+        throw TestFailure("presence-server exited with \(process.terminationStatus):\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+    }
+    guard listening else { throw TestFailure("presence-server did not listen on \(socket) within 20 s") }
 }
 
 extension Process {

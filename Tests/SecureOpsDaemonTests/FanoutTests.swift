@@ -6,7 +6,7 @@ import SecureOpsEngine
 /// Fan-out at scale through real sockets: every alert to every subscriber
 /// that keeps up, in order, exactly once; exact lag accounting for those
 /// that do not; bounded memory; no leaked slots under churn.
-@Suite("Fan-out")
+@Suite("Fan-out", .timeLimit(.minutes(5)))
 struct FanoutTests {
     @Test func everySubscriberReceivesEveryAlertInOrderFromConcurrentPublishers() throws {
         let daemon = try DaemonProcess()

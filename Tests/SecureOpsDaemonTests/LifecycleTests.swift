@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// Starting, stopping and refusing to start: signals, stale sockets, a
 /// second daemon, io_uring unavailable, bad policy files.
-@Suite("Daemon lifecycle")
+@Suite("Daemon lifecycle", .timeLimit(.minutes(2)))
 struct LifecycleTests {
     @Test func sigtermAnswersRequestsInFlightThenExitsZeroAndRemovesTheSocket() throws {
         let daemon = try DaemonProcess()
@@ -137,20 +137,6 @@ struct LifecycleTests {
 
 func runDaemon(_ arguments: [String]) throws -> (Int32, String) {
     try run(DaemonProcess.daemonPath, arguments)
-}
-
-func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 30) throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let pipe = Pipe()
-    process.standardError = pipe
-    process.standardOutput = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
 /// Compiles `Fixtures/NAME.c` with the system C compiler, once per run.

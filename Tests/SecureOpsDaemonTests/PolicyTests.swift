@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// The policy file: the documented shape, and a precise message for every
 /// way it can be wrong (content, ownership, mode, location).
-@Suite("Policy file")
+@Suite("Policy file", .timeLimit(.minutes(2)))
 struct PolicyTests {
     /// The issue's example, with `alice` replaced by a user this host has.
     static let example = #"""

@@ -6,7 +6,7 @@ import SecureOpsEngine
 /// The client side of the socket: the CLI and the client library check
 /// who serves it (SO_PEERCRED) before sending anything, so a user
 /// squatting the default path cannot take the caller's `kill`.
-@Suite("Server trust")
+@Suite("Server trust", .timeLimit(.minutes(2)))
 struct ServerTrustTests {
     /// A squatter: uid 65534 makes a directory in the shared /tmp and
     /// serves a socket in it that answers "ok" to everything.

@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// The control socket and state directory against symlink, squatting and
 /// permission attacks.
-@Suite("Socket and state directory safety")
+@Suite("Socket and state directory safety", .timeLimit(.minutes(2)))
 struct SocketSafetyTests {
     func scratchDirectory() throws -> String {
         var template = Array("/tmp/secureops-safety-XXXXXX".utf8CString)

@@ -7,7 +7,7 @@ import SecureOpsSystem
 /// user: created without a chmod by path, refused when someone else owns
 /// or may write it or anything above it, and its files refused when
 /// planted or loosened by someone else.
-@Suite("State directory")
+@Suite("State directory", .timeLimit(.minutes(2)))
 struct StateDirectoryTests {
     /// A root-owned directory of mode `mode` (sticky 1777 like /tmp, or
     /// owned by 65534) to put state directories in.

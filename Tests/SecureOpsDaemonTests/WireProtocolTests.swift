@@ -5,7 +5,7 @@ import SecureOpsEngine
 
 /// Every request type of WIRE.md answered over a real socket, byte for byte
 /// where the contract fixes the bytes.
-@Suite("Wire protocol")
+@Suite("Wire protocol", .timeLimit(.minutes(2)))
 struct WireProtocolTests {
     @Test func pingAnswersExactlyTheOkFrame() throws {
         let daemon = try DaemonProcess()

@@ -1,7 +1,7 @@
 import Testing
 @_spi(Benchmarks) @testable import SecureOpsEngine
 
-@Suite("Broadcast ring")
+@Suite("Broadcast ring", .timeLimit(.minutes(2)))
 struct BroadcastRingTests {
     func frame(_ sequence: Int, size: Int = 10) -> [UInt8] {
         let text = "\(sequence):"
@@ -152,7 +152,7 @@ struct BroadcastRingTests {
     }
 }
 
-@Suite("Operation tags")
+@Suite("Operation tags", .timeLimit(.minutes(2)))
 struct OperationTagTests {
     @Test func packsKindGenerationAndSlotIntoUserData() {
         let tag = OperationTag(kind: .send, slot: 123_456, generation: 0xAB_CDEF)

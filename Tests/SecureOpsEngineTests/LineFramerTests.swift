@@ -1,7 +1,7 @@
 import Testing
 @testable import SecureOpsEngine
 
-@Suite("Line framer")
+@Suite("Line framer", .timeLimit(.minutes(2)))
 struct LineFramerTests {
     /// Feeds `chunks` and returns the frames produced, as strings.
     func frames(_ chunks: [String], max: Int = 64) -> ([String], LineFramer.Outcome) {

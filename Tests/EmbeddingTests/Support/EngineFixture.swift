@@ -3,27 +3,7 @@ import Glibc
 import Logging
 import SecureOpsClient
 import SecureOpsEngine
-
-/// A private directory for one test's sockets, removed afterwards. Short
-/// paths: a Unix socket path holds at most 107 bytes.
-final class ScratchDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/so-embed-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw TestFailure("mkdtemp failed (errno \(errno))") }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    func socket(_ name: String = "engine") -> String { path + "/\(name).sock" }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
+@_exported import TestSupport
 
 /// A quiet logger: tests that start many engines would otherwise flood the
 /// output with start-up lines.
@@ -146,28 +126,6 @@ extension AlertInput {
     static func test(_ message: String, severity: Severity = .info) -> AlertInput {
         AlertInput(severity: severity, source: "embedding-test", message: message)
     }
-}
-
-/// Polls `condition` every 10 ms until it holds or `seconds` pass (blocking
-/// the thread: for synchronous tests).
-func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        usleep(10_000)
-    }
-    return try condition()
-}
-
-/// The same for async tests: sleeps without holding a thread of the
-/// cooperative pool, which the tests running beside this one need.
-func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try condition()
 }
 
 /// Reads frames from a blocking connection as text.

@@ -3,6 +3,7 @@ import Glibc
 import SecureOpsSystem
 import SecureOpsClient
 import SecureOpsEngine
+@_exported import TestSupport
 
 /// A real `secureopsd` process on a private socket, for tests that talk to
 /// it over the wire. Stopped (SIGKILL if need be) and cleaned up on deinit.
@@ -134,10 +135,7 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     func waitForExit(timeout: Double = 20) throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        guard !process.isRunning else { throw TestFailure("secureopsd did not exit within \(timeout) s") }
-        return process.terminationStatus
+        try TestSupport.waitForExit(process, within: timeout, what: "secureopsd")
     }
 
     /// Starts the same daemon again (same socket, state and policy).
@@ -174,10 +172,6 @@ func listenerPID(_ fd: Int32) -> Int32 {
     return listener.pid
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
 
 /// A raw socket for tests that need byte-level control.
 final class RawClient {

@@ -1,0 +1,52 @@
+import Foundation
+import Glibc
+
+/// Runs `executable` to completion with stdout and stderr together; kills
+/// it (SIGKILL) and throws if it runs longer than `timeout` seconds.
+public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 30) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let pipe = Pipe()
+    process.standardError = pipe
+    process.standardOutput = pipe
+    try process.run()
+    // Read on another thread: a full pipe would otherwise stall the child.
+    let output = OutputCollector()
+    let reader = Thread { output.set(pipe.fileHandleForReading.readDataToEndOfFile()) }
+    reader.start()
+    guard eventually(within: timeout, { !process.isRunning }) else {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s; killed")
+    }
+    process.waitUntilExit()
+    _ = eventually(within: 10) { output.isSet }
+    return (process.terminationStatus, String(decoding: output.data, as: UTF8.self))
+}
+
+/// What the reader thread read, handed to the test's thread.
+private final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Data?
+    func set(_ data: Data) { lock.withLock { value = data } }
+    var isSet: Bool { lock.withLock { value != nil } }
+    var data: Data { lock.withLock { value ?? Data() } }
+}
+
+/// A private directory under /tmp (short: a Unix socket path holds at most
+/// 107 bytes), removed when the value goes away.
+public final class ScratchDirectory {
+    public let path: String
+
+    public init(prefix: String = "so-test") throws {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw TestFailure("mkdtemp failed (errno \(errno))") }
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public func socket(_ name: String = "engine") -> String { path + "/\(name).sock" }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
