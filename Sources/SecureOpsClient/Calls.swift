@@ -27,7 +27,7 @@ enum Interpreted<Result> {
 extension Call {
     /// A call whose `ok` payload decodes as `Payload`, then becomes the
     /// call's value through `value`.
-    init<Payload: Decodable>(_ request: IpcRequest, payload: Payload.Type, value: @escaping @Sendable (Payload) -> Result) {
+    init<Payload: Decodable & Sendable>(_ request: IpcRequest, payload: Payload.Type, value: @escaping @Sendable (Payload) -> Result) {
         let verb = request.verb.rawValue
         self.init(request: request) { frame, decoder in
             let reply: ReplyFrame<Payload>
@@ -135,7 +135,7 @@ enum ReplyFrame<Payload: Decodable>: Decodable {
 }
 
 /// The payload of a reply whose members nobody reads (`ping`).
-struct NoPayload: Decodable {}
+struct NoPayload: Decodable, Sendable {}
 
 extension IpcError {
     /// The error an `err` reply stands for: `unauthorized` when the daemon

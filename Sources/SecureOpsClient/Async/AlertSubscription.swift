@@ -232,7 +232,7 @@ struct SubscriptionSettings: Sendable {
         let epoch: StreamEpoch?
     }
 
-    private struct StatusEpoch: Decodable {
+    private struct StatusEpoch: Decodable, Sendable {
         var epoch: String?
     }
 
