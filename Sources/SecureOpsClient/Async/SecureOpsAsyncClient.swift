@@ -106,7 +106,8 @@ public final class SecureOpsAsyncClient: Sendable {
         /// served anything, that attempt failed and the next one follows it.
         case connected(RequestPipeline, attempt: Int)
         /// Attempt `attempt` is waiting its delay or connecting; `waiting`
-        /// are the calls that need the connection.
+        /// are the calls that need the connection; `task` makes the
+        /// attempts (cancelled by `close()`).
         case reconnecting(attempt: Int, waiting: [Delivery<RequestPipeline>], task: Task<Void, Never>?)
         case closed
         case failed(IpcError)
@@ -122,7 +123,9 @@ public final class SecureOpsAsyncClient: Sendable {
     }
 
     deinit {
-        // Subscriptions live on: they have connections of their own.
+        // Subscriptions live on: they have connections of their own, and a
+        // stream handed elsewhere must not end because the client that
+        // opened it went out of scope. (`close()` ends them.)
         shutDown(endingSubscriptions: false)
     }
 
