@@ -123,7 +123,8 @@ public enum OkFrame {
 
 /// What can go wrong talking the protocol.
 public enum IpcError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The socket failed: connect, read or write.
+    /// No connection could be made (connect or socket setup failed), or the
+    /// client was closed.
     case transport(String)
     /// A frame could not be encoded or decoded.
     case codec(String)
@@ -138,6 +139,13 @@ public enum IpcError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The socket is served by a uid the client does not trust (someone
     /// squatting the path, say): nothing was sent.
     case untrustedServer(String)
+    /// An established connection broke: the server closed it (it stopped or
+    /// crashed) or a read or write on it failed. A request in flight may or
+    /// may not have taken effect.
+    case connectionLost(String)
+    /// Reconnecting gave up: `attempts` attempts in a row failed, the last
+    /// with `lastError`.
+    indirect case reconnectFailed(attempts: Int, lastError: IpcError)
 
     public var description: String {
         switch self {
@@ -148,6 +156,9 @@ public enum IpcError: Error, Sendable, Equatable, CustomStringConvertible {
         case .server(let message): message
         case .timedOut(let what): "timed out: \(what)"
         case .untrustedServer(let why): why
+        case .connectionLost(let why): "connection lost: \(why)"
+        case .reconnectFailed(let attempts, let lastError):
+            "gave up reconnecting after \(attempts) failed attempt\(attempts == 1 ? "" : "s"); the last: \(lastError)"
         }
     }
 }

@@ -10,7 +10,7 @@ import Testing
 /// cancellation, subscriptions, lag and reconnection. The same client
 /// against real `secureopsd` processes, across a daemon restart, is in
 /// `SecureOpsDaemonTests/AsyncClientTests.swift`.
-@Suite("Async client (in-process engines)")
+@Suite("Async client (in-process engines)", .timeLimit(.minutes(2)))
 struct AsyncClientInProcessTests {
     @Test func typedCallsRoundTrip() async throws {
         let scratch = try ScratchDirectory()
@@ -74,7 +74,8 @@ struct AsyncClientInProcessTests {
         // Answered after 2 s: the reply would come back if cancelling did
         // not end the call.
         let slow = Task { try await client.request(.audit(AuditOptions(deep: true))) }
-        try await Task.sleep(for: .milliseconds(50))
+        // In flight: the server is working on it.
+        #expect(await eventually { engine.statistics.offloadsInFlight == 1 })
         slow.cancel()
         await #expect(throws: CancellationError.self) { _ = try await slow.value }
         try await client.ping()
@@ -90,13 +91,20 @@ struct AsyncClientInProcessTests {
         #expect(tooLong?.description.contains("longer than the 107 a Unix socket address holds") == true)
     }
 
-    @Test func requestsWaitingWhenTheServerStopsFailWithATransportError() async throws {
+    @Test func withoutReconnectCallsAfterTheServerStoppedFailWithConnectionLost() async throws {
         let scratch = try ScratchDirectory()
         let engine = try startEngine(WireHandler(), path: scratch.socket())
         let client = try await SecureOpsAsyncClient.connect(to: scratch.socket())
         try await client.ping()
         await engine.shutdown()
-        await #expect(throws: IpcError.self) { try await client.ping() }
+        let error = await #expect(throws: IpcError.self) { try await client.ping() }
+        guard case .connectionLost? = error else {
+            Issue.record("expected connectionLost, got \(String(describing: error))")
+            return
+        }
+        // It stays lost, and says so.
+        #expect(await eventually { client.connectionState == .failed(error!) })
+        await #expect(throws: error!) { try await client.ping() }
     }
 
     // MARK: - Subscriptions
@@ -159,14 +167,15 @@ struct AsyncClientInProcessTests {
             for try await _ in subscription { events += 1 }
             return events
         }
-        try await Task.sleep(for: .milliseconds(50))
+        // Cancelled while the iteration waits for the next alert (or
+        // before it starts: either way it must end with nil).
         subscription.cancel()
         #expect(try await consumer.value == 0)
         #expect(await eventually { engine.statistics.subscribers == 0 })
         await engine.shutdown()
     }
 
-    @Test func withoutReconnectTheStreamEndsWhenTheServerStops() async throws {
+    @Test func withoutReconnectAServerThatStopsEndsTheIterationWithConnectionLostAfterItsLastAlerts() async throws {
         let scratch = try ScratchDirectory()
         let engine = try startEngine(WireHandler(), path: scratch.socket())
         let client = try await SecureOpsAsyncClient.connect(to: scratch.socket())
@@ -174,11 +183,35 @@ struct AsyncClientInProcessTests {
         _ = try await client.publish(.test("last words"))
         await engine.shutdown()
         var messages: [String] = []
-        for try await event in subscription {
-            if case .alert(let alert) = event { messages.append(alert.message) }
+        // Queued alerts are flushed by the graceful shutdown; then the end
+        // of the stream, which nobody on this side asked for: an error.
+        let error = await #expect(throws: IpcError.self) {
+            for try await alert in subscription.alerts { messages.append(alert.message) }
         }
-        // Queued alerts are flushed by the graceful shutdown, then the end.
         #expect(messages == ["last words"])
+        guard case .connectionLost? = error else {
+            Issue.record("expected connectionLost, got \(String(describing: error))")
+            return
+        }
+    }
+
+    @Test func closingTheClientEndsItsSubscriptionsWithNil() async throws {
+        let scratch = try ScratchDirectory()
+        let engine = try startEngine(WireHandler(), path: scratch.socket())
+        let client = try await SecureOpsAsyncClient.connect(to: scratch.socket())
+        let subscription = try await client.subscribe(since: 0, reconnect: .default)
+        _ = try await client.publish(.test("one"))
+        var iterator = subscription.makeAsyncIterator()
+        guard case .alert? = try await iterator.next() else {
+            Issue.record("the alert did not arrive")
+            return
+        }
+        client.close()
+        #expect(try await iterator.next() == nil)
+        #expect(client.connectionState == .closed)
+        await #expect(throws: IpcError.transport("the client was closed")) { try await client.ping() }
+        #expect(await eventually { engine.statistics.subscribers == 0 })
+        await engine.shutdown()
     }
 
     /// A subscriber that stops reading lags; with `onLag = disconnect` the
@@ -204,7 +237,7 @@ struct AsyncClientInProcessTests {
         // The engine notices the lag when this subscriber's stalled send
         // moves again, that is once the loop below reads.
         var expected: UInt64 = 1
-        var lagged = 0, reconnected = 0, delivered = 0
+        var lagged = 0, disconnected = 0, reconnected = 0, delivered = 0
         var problems: [String] = []
         for try await event in subscription {
             switch event {
@@ -216,6 +249,11 @@ struct AsyncClientInProcessTests {
                 if resumeAt != expected + skipped { problems.append("lagged \(skipped) to \(resumeAt) at \(expected)") }
                 expected = resumeAt
                 lagged += 1
+            case .disconnected(let reason):
+                if case .connectionLost = reason {} else { problems.append("disconnected because \(reason)") }
+                disconnected += 1
+            case .reconnecting(let attempt):
+                if attempt != 1 { problems.append("reconnecting, attempt \(attempt)") }
             case .reconnected(let after):
                 if after != expected - 1 { problems.append("reconnected after \(after) at \(expected)") }
                 reconnected += 1
@@ -226,7 +264,7 @@ struct AsyncClientInProcessTests {
         }
         #expect(problems.isEmpty, "\(problems)")
         #expect(expected == total + 1)
-        #expect(lagged >= 1 && reconnected >= 1)
+        #expect(lagged >= 1 && reconnected >= 1 && disconnected == reconnected)
         #expect(delivered > 0 && delivered < Int(total))
         await engine.shutdown()
     }
@@ -254,10 +292,14 @@ struct AsyncClientInProcessTests {
             case .restarted(let epoch): seen.append("restarted \(epoch == new.epoch && epoch != oldEpoch)")
             case .reconnected: seen.append("reconnected")
             case .lagged: seen.append("lagged")
+            case .disconnected: seen.append("disconnected")
+            case .reconnecting(let attempt): seen.append("reconnecting \(attempt)")
             }
-            if seen.count == 6 { break }
+            if seen.count == 8 { break }
         }
-        #expect(seen == ["1 old 1", "2 old 2", "3 old 3", "restarted true", "1 new 1", "2 new 2"])
+        // The new engine was serving before the loss was read: the first
+        // attempt succeeds.
+        #expect(seen == ["1 old 1", "2 old 2", "3 old 3", "disconnected", "reconnecting 1", "restarted true", "1 new 1", "2 new 2"])
         await new.shutdown()
     }
 }

@@ -1,7 +1,19 @@
+import Glibc
 import SecureOpsSystem
 import Synchronization
 
 /// What a subscription yields: alerts, and what happened to the stream.
+///
+/// Without a reconnect policy only `alert` and `lagged` occur. With one, a
+/// lost connection reads, in order:
+///
+///     .disconnected(why)
+///     .reconnecting(attempt: 1)      // then 2, 3, ... while attempts fail
+///     .reconnected(resumingAfter:)   // or .restarted(epoch:)
+///
+/// and alerts go on from where they stopped. If the policy's
+/// `maximumAttempts` all fail, the iteration throws
+/// `IpcError.reconnectFailed` instead.
 public enum SubscriptionEvent: Sendable, Equatable {
     /// One alert, in sequence order, each exactly once.
     case alert(MonitorAlert)
@@ -9,10 +21,18 @@ public enum SubscriptionEvent: Sendable, Equatable {
     /// (it fell behind the retention ring); delivery continues at
     /// `resumeAt`. Nothing is lost silently.
     case lagged(skipped: UInt64, resumeAt: UInt64)
-    /// The connection was lost and re-established to the same daemon run;
-    /// delivery resumes with the first alert after `resumingAfter`
-    /// (replayed from the daemon's retention, or a `lagged` notice if it
-    /// has been evicted meanwhile).
+    /// The connection was lost (`reason`, usually `IpcError.connectionLost`:
+    /// the daemon stopped or crashed) and the subscription is about to
+    /// reconnect. Alerts published meanwhile are not lost as long as the
+    /// daemon runs and retains them.
+    case disconnected(reason: IpcError)
+    /// Attempt `attempt` (from 1) to reconnect begins: after the policy's
+    /// delay, a new connection and a new `subscribe`.
+    case reconnecting(attempt: Int)
+    /// The connection was re-established to the same daemon run; delivery
+    /// resumes with the first alert after `resumingAfter` (replayed from
+    /// the daemon's retention, or a `lagged` notice if it has been evicted
+    /// meanwhile).
     case reconnected(resumingAfter: UInt64)
     /// The connection was re-established to a *new* daemon run (it
     /// restarted): its sequences began again at 1. Delivery continues with
@@ -21,40 +41,27 @@ public enum SubscriptionEvent: Sendable, Equatable {
     case restarted(epoch: StreamEpoch?)
 }
 
-/// How a subscription re-establishes a lost connection: exponential backoff
-/// from `initialDelay` up to `maximumDelay`, for at most `maximumAttempts`
-/// consecutive failed attempts (nil: until the task is cancelled).
-public struct ReconnectPolicy: Sendable, Equatable {
-    public var initialDelay: Duration
-    public var maximumDelay: Duration
-    public var maximumAttempts: Int?
-
-    public init(initialDelay: Duration = .milliseconds(50), maximumDelay: Duration = .seconds(2), maximumAttempts: Int? = nil) {
-        self.initialDelay = initialDelay
-        self.maximumDelay = maximumDelay
-        self.maximumAttempts = maximumAttempts
-    }
-
-    /// 50 ms, doubling up to 2 s, forever.
-    public static let `default` = ReconnectPolicy()
-}
-
 /// A live alert stream from `secureopsd`, on a connection of its own.
 ///
 /// Iterate it once: alerts arrive in sequence order, lag notices and
-/// reconnections as values between them (`SubscriptionEvent`). Reading is
-/// pulled by the iteration, so a consumer that stops reading holds no
-/// growing buffer here: the daemon keeps the backlog in its bounded ring
-/// and, if the consumer falls too far behind, says how many alerts it
-/// skipped.
+/// connection events as values between them (``SubscriptionEvent``); or
+/// iterate ``alerts`` for the alerts alone. Reading is pulled by the
+/// iteration, so a consumer that stops reading holds no growing buffer
+/// here: the daemon keeps the backlog in its bounded ring and, if the
+/// consumer falls too far behind, says how many alerts it skipped.
 ///
-/// Ending it: cancel the iterating task, break out of the loop, or call
-/// `cancel()`; the iteration then ends (returns nil) and the connection
-/// closes. Without a reconnect policy it also ends when the daemon closes
-/// the connection (shutdown); if the daemon said why (an `err` frame, e.g.
-/// the peer lost its grant), that message is thrown as `IpcError.server`.
+/// How it ends:
+/// - Cleanly, returning nil: the iterating task is cancelled, the loop is
+///   left (`break`), `cancel()` is called, or the client that opened it is
+///   closed. The connection closes.
+/// - With an error: the connection is lost (the daemon stopped or crashed)
+///   and there is no reconnect policy: `IpcError.connectionLost`, after
+///   every alert that arrived before the loss; reconnecting gave up:
+///   `IpcError.reconnectFailed`; the daemon ended the subscription (a
+///   policy reload took `subscribe` away): its message, as
+///   `IpcError.unauthorized` or `.server`.
 ///
-/// Guarantees with a `ReconnectPolicy`:
+/// Guarantees with a ``ReconnectPolicy``:
 /// - Within one daemon run (same `epoch`), across any number of dropped
 ///   connections: every alert exactly once, in order, as long as the daemon
 ///   still retains it when the subscription resumes; otherwise a `lagged`
@@ -86,20 +93,12 @@ public final class AlertSubscription: AsyncSequence, Sendable {
         start = Locked(state)
     }
 
-    static func open(
-        path: String, trust: ServerTrust, since: UInt64?, reconnect: ReconnectPolicy?, connectTimeout: Duration,
-        replyTimeout: Duration?, maxFrameBytes: Int
-    ) async throws -> AlertSubscription {
-        let settings = SubscriptionSettings(
-            path: path, trust: trust, reconnect: reconnect, connectTimeout: connectTimeout,
-            replyTimeout: replyTimeout, maxFrameBytes: maxFrameBytes)
-        let opened = try await settings.openConnection(since: since)
-        let control = SubscriptionControl()
-        control.use(opened.socket)
+    static func open(settings: SubscriptionSettings, control: SubscriptionControl, since: UInt64?) async throws -> AlertSubscription {
+        let opened = try await settings.openConnection(since: since, control: control)
         // The daemon starts this subscriber at min(since + 1, next).
         let position = Swift.min(since ?? (opened.next - 1), opened.next - 1)
         let state = SubscriptionIterator.State(
-            settings: settings, control: control, socket: opened.socket, buffer: opened.buffer,
+            settings: settings, control: control, phase: .streaming(opened.socket), frames: opened.frames,
             position: position, epoch: opened.epoch)
         return AlertSubscription(state: state, next: opened.next)
     }
@@ -112,6 +111,11 @@ public final class AlertSubscription: AsyncSequence, Sendable {
         })
     }
 
+    /// The alerts alone: lag notices and connection events are left out
+    /// (a lag shows as a gap in the sequences). Ends and throws as the
+    /// subscription does. Like the subscription, iterate it once.
+    public var alerts: Alerts { Alerts(subscription: self) }
+
     /// Ends the subscription from anywhere: the iteration returns nil and
     /// the connection closes.
     public func cancel() {
@@ -121,6 +125,36 @@ public final class AlertSubscription: AsyncSequence, Sendable {
     deinit {
         // The iterator may live on; it ends when it next reads.
         if start.withLock({ $0 != nil }) { control.cancel() }
+    }
+
+    /// A subscription's alerts, without its other events.
+    public struct Alerts: AsyncSequence, Sendable {
+        public typealias Element = MonitorAlert
+        public typealias Failure = any Error
+
+        let subscription: AlertSubscription
+
+        public func makeAsyncIterator() -> Iterator {
+            Iterator(events: subscription.makeAsyncIterator())
+        }
+
+        public struct Iterator: AsyncIteratorProtocol {
+            public typealias Element = MonitorAlert
+            public typealias Failure = any Error
+
+            var events: SubscriptionIterator
+
+            public mutating func next() async throws -> MonitorAlert? {
+                try await next(isolation: nil)
+            }
+
+            public mutating func next(isolation actor: isolated (any Actor)?) async throws -> MonitorAlert? {
+                while let event = try await events.next(isolation: actor) {
+                    if case .alert(let alert) = event { return alert }
+                }
+                return nil
+            }
+        }
     }
 }
 
@@ -132,14 +166,24 @@ public struct SubscriptionIterator: AsyncIteratorProtocol {
     struct State {
         let settings: SubscriptionSettings
         let control: SubscriptionControl
-        var socket: ClientSocket?
-        var buffer: FrameBuffer
+        var phase: Phase
+        /// Frames received on the current connection and not yet read.
+        var frames: FrameReader
         /// Every alert up to here was delivered or reported skipped.
         var position: UInt64
         var epoch: StreamEpoch?
-        /// The last non-lag `err` frame: why the daemon is about to close.
-        var serverMessage: String?
         let decoder = FastJSONDecoder()
+    }
+
+    /// Where the stream stands. (Ended is the iterator without a state.)
+    enum Phase {
+        /// Alerts are read from this connection.
+        case streaming(ClientSocket)
+        /// The connection was lost; attempt `attempt` is next, once a
+        /// `reconnecting` event has announced it.
+        case lost(nextAttempt: Int, lastError: IpcError)
+        /// Attempt `attempt` was announced: its delay, then connecting.
+        case reconnecting(attempt: Int, lastError: IpcError)
     }
 
     private var state: State?
@@ -177,22 +221,18 @@ struct SubscriptionSettings: Sendable {
     let trust: ServerTrust
     let reconnect: ReconnectPolicy?
     let connectTimeout: Duration
-    let replyTimeout: Duration?
+    let replyTimeout: RequestTimeout
     let maxFrameBytes: Int
 
     struct Opened {
         let socket: ClientSocket
         /// May already hold alert frames that followed the reply.
-        var buffer: FrameBuffer
+        var frames: FrameReader
         let next: UInt64
         let epoch: StreamEpoch?
     }
 
-    private struct SubscribeReply: Decodable {
-        var next: UInt64
-    }
-
-    private struct StatusEpoch: Decodable {
+    private struct StatusEpoch: Decodable, Sendable {
         var epoch: String?
     }
 
@@ -202,37 +242,48 @@ struct SubscriptionSettings: Sendable {
     /// MonitorStatus field) names this daemon run, so a reconnect can tell a
     /// restart. Both replies come from the same daemon, in order, so the
     /// epoch and `next` belong together.
-    func openConnection(since: UInt64?) async throws -> Opened {
+    func openConnection(since: UInt64?, control: SubscriptionControl) async throws -> Opened {
         let socket = try await ClientSocket.connect(to: path, trust: trust, deadline: connectTimeout.deadlineFromNow)
-        let request = IpcRequest.subscribe(since: since)
-        let deadline = replyTimeout?.deadlineFromNow
+        // From here `cancel()` ends the handshake too.
+        guard control.use(socket) else { throw CancellationError() }
+        let status = Call(.status, payload: StatusEpoch.self) { $0.epoch.flatMap(StreamEpoch.init) }
+        let subscribe = TypedCall.subscribe(since: since)
+        let deadline = replyTimeout.deadlineFromNow
         do {
-            try await socket.send(IpcRequest.status.frame + request.frame, deadline: deadline)
-            var buffer = FrameBuffer(maxFrameBytes: maxFrameBytes)
-            var epoch: StreamEpoch??
-            while true {
-                if let frame = try buffer.nextFrame() {
-                    let response: IpcResponse
-                    do {
-                        response = try FastJSONDecoder().decode(IpcResponse.self, from: frame)
-                    } catch {
-                        throw IpcError.codec("undecodable frame from \(path): \(error)")
-                    }
-                    guard let known = epoch else {
-                        let status = try decodePayload(StatusEpoch.self, try okPayload(response, for: .status), for: .status)
-                        epoch = .some(status.epoch.flatMap(StreamEpoch.init))
-                        continue
-                    }
-                    let reply = try decodePayload(SubscribeReply.self, try okPayload(response, for: request), for: request)
-                    return Opened(socket: socket, buffer: buffer, next: reply.next, epoch: known)
-                }
-                guard try await socket.receive(into: &buffer, deadline: deadline) else {
-                    throw IpcError.transport("\(path) closed the connection before answering subscribe")
-                }
-            }
+            try await socket.send(status.request.frame + subscribe.request.frame, deadline: deadline)
+            var frames = FrameReader(maxFrameBytes: maxFrameBytes)
+            let epoch = try await reply(to: status, on: socket, frames: &frames, deadline: deadline)
+            let next = try await reply(to: subscribe, on: socket, frames: &frames, deadline: deadline)
+            return Opened(socket: socket, frames: frames, next: next, epoch: epoch)
         } catch {
             socket.shutdown()
+            if control.isCancelled { throw CancellationError() }
             throw error
+        }
+    }
+
+    private func reply<Result>(to call: Call<Result>, on socket: ClientSocket, frames: inout FrameReader, deadline: UInt64?) async throws -> Result {
+        let decoder = FastJSONDecoder()
+        while true {
+            if let interpreted = try frames.nextFrame({ call.interpret($0, decoder) }) {
+                switch interpreted {
+                case .reply(let result): return try result.get()
+                case .pushed: continue
+                case .corrupt(let why): throw IpcError.codec("undecodable frame from \(path): \(why)")
+                }
+            }
+            let received: FrameReader.Received
+            do {
+                received = try await socket.receive(into: &frames, deadline: deadline)
+            } catch IpcError.timedOut {
+                // `status` is part of subscribing: name what the caller asked.
+                throw IpcError.timedOut("no reply to subscribe from \(path)")
+            }
+            switch received {
+            case .bytes, .wouldBlock: continue
+            case .endOfStream: throw IpcError.connectionLost("\(path) closed the connection before answering subscribe")
+            case .failed(let code): throw IpcError.connectionLost("read from \(path) failed: \(String(cString: strerror(code)))")
+            }
         }
     }
 }
@@ -246,6 +297,8 @@ final class SubscriptionControl: Sendable {
     private struct State {
         var cancelled = false
         weak var socket: ClientSocket?
+        /// The reconnect delay being waited, which `cancel()` cuts short.
+        var pause: Delivery<Void>?
     }
 
     private let state = Locked(State())
@@ -263,13 +316,35 @@ final class SubscriptionControl: Sendable {
         return !cancelled
     }
 
+    /// Waits `delay`, or less if `cancel()` comes first; false then (or if
+    /// the task is cancelled).
+    func pause(for delay: Duration) async -> Bool {
+        let pause = Delivery<Void>()
+        let cancelled = state.withLock { state -> Bool in
+            if !state.cancelled { state.pause = pause }
+            return state.cancelled
+        }
+        if cancelled { return false }
+        do {
+            try await pause.wait(deadline: delay.deadlineFromNow) { .success(()) }
+        } catch {
+            return false
+        }
+        state.withLock { $0.pause = nil }
+        return !isCancelled
+    }
+
     func cancel() {
-        let socket = state.withLock { state -> ClientSocket? in
+        let (socket, pause) = state.withLock { state -> (ClientSocket?, Delivery<Void>?) in
             state.cancelled = true
-            defer { state.socket = nil }
-            return state.socket
+            defer {
+                state.socket = nil
+                state.pause = nil
+            }
+            return (state.socket, state.pause)
         }
         socket?.shutdown()
+        pause?.settle(.failure(CancellationError()))
     }
 }
 
@@ -278,103 +353,106 @@ extension SubscriptionIterator.State {
     mutating func nextEvent(isolation actor: isolated (any Actor)?) async throws -> SubscriptionEvent? {
         while true {
             if control.isCancelled || Task.isCancelled { return nil }
-            guard let socket else {
-                guard let policy = settings.reconnect else { return try endOfStream() }
-                return try await reestablish(policy, isolation: actor)
-            }
-            do {
-                if let frame = try buffer.nextFrame() {
-                    if let event = try handle(frame) { return event }
-                    continue
+            switch phase {
+            case .streaming(let socket):
+                if let event = try nextBufferedEvent() { return event }
+                let received: FrameReader.Received
+                do {
+                    received = try await socket.receive(into: &frames, deadline: nil)
+                } catch is CancellationError {
+                    return nil
                 }
-                if try await socket.receive(into: &buffer, deadline: nil) { continue }
-                connectionLost()
-            } catch is CancellationError {
-                return nil
-            } catch let error as IpcError {
-                guard settings.reconnect != nil, case .transport = error else { throw error }
-                connectionLost()
+                switch received {
+                case .bytes, .wouldBlock:
+                    continue
+                case .endOfStream:
+                    return try connectionLost(.connectionLost("\(settings.path) closed the subscription's connection"))
+                case .failed(let code):
+                    return try connectionLost(.connectionLost("read from \(settings.path) failed: \(String(cString: strerror(code)))"))
+                }
+
+            case .lost(let attempt, let lastError):
+                guard let policy = settings.reconnect, policy.allows(attempt: attempt) else {
+                    throw IpcError.reconnectFailed(attempts: attempt - 1, lastError: lastError)
+                }
+                phase = .reconnecting(attempt: attempt, lastError: lastError)
+                return .reconnecting(attempt: attempt)
+
+            case .reconnecting(let attempt, _):
+                guard let policy = settings.reconnect else { preconditionFailure("reconnecting without a policy") }
+                guard await control.pause(for: policy.delay(beforeAttempt: attempt)) else { return nil }
+                do {
+                    return try await reestablish(isolation: actor)
+                } catch is CancellationError {
+                    return nil
+                } catch let error as IpcError {
+                    if control.isCancelled { return nil }
+                    guard error.isWorthReconnecting else { throw error }
+                    phase = .lost(nextAttempt: attempt + 1, lastError: error)
+                }
             }
         }
     }
 
-    private mutating func handle(_ frame: [UInt8]) throws -> SubscriptionEvent? {
-        let response: IpcResponse
-        do {
-            response = try decoder.decode(IpcResponse.self, from: frame)
-        } catch {
-            throw IpcError.codec("undecodable frame from \(settings.path): \(error)")
-        }
-        switch response {
-        case .alert(let alert):
-            // Sequences only grow within a run; an alert at or below the
-            // position was already delivered (never expected; kept so a
-            // resumed stream can never yield one twice).
-            guard alert.sequence > position else { return nil }
-            position = alert.sequence
-            return .alert(alert)
-        case .err(_, let skipped?, let resumeAt?):
-            position = max(position, resumeAt &- 1)
-            return .lagged(skipped: skipped, resumeAt: resumeAt)
-        case .err(let message, _, _):
-            serverMessage = message
-            return nil
-        case .ok:
-            return nil
-        }
-    }
-
-    private mutating func connectionLost() {
-        socket?.shutdown()
-        socket = nil
-        buffer = FrameBuffer(maxFrameBytes: settings.maxFrameBytes)
-    }
-
-    /// The daemon closed the connection and there is no reconnecting.
-    private func endOfStream() throws -> SubscriptionEvent? {
-        if let serverMessage {
-            if serverMessage.hasPrefix("not authorized") { throw IpcError.unauthorized(serverMessage) }
-            throw IpcError.server(serverMessage)
+    /// The next event the buffered frames make; nil once no whole frame is
+    /// left (frames that make no event are skipped).
+    private mutating func nextBufferedEvent() throws -> SubscriptionEvent? {
+        let decoder = decoder
+        while let decoded = try frames.nextFrame({ frame in Result { try decoder.decode(IpcResponse.self, from: frame) } }) {
+            let response: IpcResponse
+            do {
+                response = try decoded.get()
+            } catch {
+                throw IpcError.codec("undecodable frame from \(settings.path): \(error)")
+            }
+            switch response {
+            case .alert(let alert):
+                // Sequences only grow within a run; an alert at or below the
+                // position was already delivered (never expected; kept so a
+                // resumed stream can never yield one twice).
+                guard alert.sequence > position else { continue }
+                position = alert.sequence
+                return .alert(alert)
+            case .err(_, let skipped?, let resumeAt?):
+                position = max(position, resumeAt &- 1)
+                return .lagged(skipped: skipped, resumeAt: resumeAt)
+            case .err(let message, _, _):
+                // The daemon ended the subscription and says why (WIRE.md:
+                // no alert follows). Reconnecting would only be refused.
+                throw IpcError(serverMessage: message)
+            case .ok:
+                continue
+            }
         }
         return nil
     }
 
-    /// Reconnects with backoff and resubscribes after `position`; detects a
-    /// restarted daemon (new epoch) and then starts from its beginning.
-    private mutating func reestablish(_ policy: ReconnectPolicy, isolation actor: isolated (any Actor)?) async throws -> SubscriptionEvent? {
-        var delay = policy.initialDelay
-        var failures = 0
-        while true {
-            do {
-                try await Task.sleep(for: delay)
-            } catch {
-                return nil
-            }
-            if control.isCancelled { return nil }
-            do {
-                let opened = try await settings.openConnection(since: position)
-                if isNewRun(opened) {
-                    opened.socket.shutdown()
-                    // Everything the new run retains, from its sequence 1.
-                    let fresh = try await settings.openConnection(since: 0)
-                    if let first = opened.epoch, fresh.epoch != first { continue }  // restarted again meanwhile
-                    install(fresh)
-                    position = 0
-                    epoch = fresh.epoch
-                    return .restarted(epoch: fresh.epoch)
-                }
-                install(opened)
-                if epoch == nil { epoch = opened.epoch }
-                return .reconnected(resumingAfter: position)
-            } catch is CancellationError {
-                return nil
-            } catch let error as IpcError {
-                if case .unauthorized = error { throw error }
-                failures += 1
-                if let limit = policy.maximumAttempts, failures >= limit { throw error }
-            }
-            delay = Swift.min(delay * 2, policy.maximumDelay)
+    /// The connection ended: a clean end if `cancel()` caused it, else the
+    /// loss is thrown, or announced before reconnecting.
+    private mutating func connectionLost(_ error: IpcError) throws -> SubscriptionEvent? {
+        closeConnection()
+        if control.isCancelled { return nil }
+        guard settings.reconnect != nil else { throw error }
+        phase = .lost(nextAttempt: 1, lastError: error)
+        return .disconnected(reason: error)
+    }
+
+    /// Reconnects and resubscribes after `position`; detects a restarted
+    /// daemon (new epoch) and then starts from its beginning.
+    private mutating func reestablish(isolation actor: isolated (any Actor)?) async throws -> SubscriptionEvent {
+        let opened = try await settings.openConnection(since: position, control: control)
+        guard isNewRun(opened) else {
+            install(opened)
+            if epoch == nil { epoch = opened.epoch }
+            return .reconnected(resumingAfter: position)
         }
+        opened.socket.shutdown()
+        // Everything the new run retains, from its sequence 1.
+        let fresh = try await settings.openConnection(since: 0, control: control)
+        install(fresh)
+        position = 0
+        epoch = fresh.epoch
+        return .restarted(epoch: fresh.epoch)
     }
 
     private func isNewRun(_ opened: SubscriptionSettings.Opened) -> Bool {
@@ -384,19 +462,18 @@ extension SubscriptionIterator.State {
     }
 
     private mutating func install(_ opened: SubscriptionSettings.Opened) {
-        guard control.use(opened.socket) else {
-            opened.socket.shutdown()
-            return
-        }
-        socket = opened.socket
-        buffer = opened.buffer
-        serverMessage = nil
+        phase = .streaming(opened.socket)
+        frames = opened.frames
+    }
+
+    private mutating func closeConnection() {
+        if case .streaming(let socket) = phase { socket.shutdown() }
+        frames = FrameReader(maxFrameBytes: settings.maxFrameBytes)
     }
 
     /// Ends the connection (the iteration is over).
     mutating func finish() {
-        socket?.shutdown()
-        socket = nil
+        if case .streaming(let socket) = phase { socket.shutdown() }
         control.cancel()
     }
 }

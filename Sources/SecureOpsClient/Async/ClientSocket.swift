@@ -83,7 +83,7 @@ final class ClientSocket: Sendable {
                 try await waitReady(.writable, deadline: deadline, what: "writing to \(path)")
                 continue
             }
-            throw IpcError.transport("write to \(path) failed: \(String(cString: strerror(code)))")
+            throw IpcError.connectionLost("write to \(path) failed: \(String(cString: strerror(code)))")
         }
     }
 
@@ -96,22 +96,17 @@ final class ClientSocket: Sendable {
             let code = errno
             if code == EINTR { continue }
             if code == EAGAIN { return 0 }
-            throw IpcError.transport("write to \(path) failed: \(String(cString: strerror(code)))")
+            throw IpcError.connectionLost("write to \(path) failed: \(String(cString: strerror(code)))")
         }
     }
 
-    /// Reads what is available into `buffer`, waiting for at least one byte.
-    /// Returns false at the end of the stream.
-    func receive(into buffer: inout FrameBuffer, deadline: UInt64?) async throws -> Bool {
+    /// Reads what is available into `frames`, waiting for at least one
+    /// byte (or the end) until `deadline`.
+    func receive(into frames: inout FrameReader, deadline: UInt64?) async throws -> FrameReader.Received {
         while true {
-            switch buffer.fill(from: fd) {
-            case .bytes: return true
-            case .endOfStream: return false
-            case .wouldBlock:
-                try await waitReady(.readable, deadline: deadline, what: "no complete frame from \(path)")
-            case .failed(let code):
-                throw IpcError.transport("read from \(path) failed: \(String(cString: strerror(code)))")
-            }
+            let received = frames.receive(from: fd, nonBlocking: true)
+            guard received == .wouldBlock else { return received }
+            try await waitReady(.readable, deadline: deadline, what: "no complete frame from \(path)")
         }
     }
 
@@ -120,75 +115,6 @@ final class ClientSocket: Sendable {
             try await SocketPoller.shared.wait(fd: fd, for: interest, deadline: deadline)
         } catch is SocketPoller.TimedOut {
             throw IpcError.timedOut(what)
-        }
-    }
-}
-
-/// Bytes received and not yet handed out as frames. Bounded: a line longer
-/// than `maxFrameBytes` is an error, not a growing buffer.
-struct FrameBuffer {
-    private var bytes: [UInt8] = []
-    private var consumed = 0
-    private var scanned = 0
-    let maxFrameBytes: Int
-
-    init(maxFrameBytes: Int) {
-        self.maxFrameBytes = maxFrameBytes
-        bytes.reserveCapacity(64 << 10)
-    }
-
-    enum Fill {
-        case bytes, endOfStream, wouldBlock
-        case failed(Int32)
-    }
-
-    /// The next whole frame without its newline (and `\r`), skipping empty
-    /// lines; nil until one has arrived. Throws when a line outgrows the
-    /// limit.
-    mutating func nextFrame() throws -> [UInt8]? {
-        while true {
-            guard let newline = bytes[scanned...].firstIndex(of: 0x0A) else {
-                scanned = bytes.count
-                if bytes.count - consumed > maxFrameBytes {
-                    throw IpcError.codec("a frame from the server is longer than \(maxFrameBytes) bytes")
-                }
-                return nil
-            }
-            var end = newline
-            if end > consumed && bytes[end - 1] == 0x0D { end -= 1 }
-            let frame = Array(bytes[consumed..<end])
-            consumed = newline + 1
-            scanned = consumed
-            if consumed == bytes.count {
-                bytes.removeAll(keepingCapacity: true)
-                consumed = 0
-                scanned = 0
-            }
-            if !frame.isEmpty { return frame }
-        }
-    }
-
-    /// One non-blocking `recv` appended at the end.
-    mutating func fill(from fd: Int32) -> Fill {
-        if consumed > 0 && consumed * 2 > bytes.count {
-            bytes.removeFirst(consumed)
-            scanned -= consumed
-            consumed = 0
-        }
-        let chunk = 64 << 10
-        let old = bytes.count
-        bytes.append(contentsOf: repeatElement(0, count: chunk))
-        let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + old, chunk, Int32(MSG_DONTWAIT)) }
-        let code = errno
-        bytes.removeLast(chunk - max(0, n))
-        if n > 0 { return .bytes }
-        if n == 0 { return .endOfStream }
-        switch code {
-        case EAGAIN, EINTR: return .wouldBlock
-        // The server closed with our unread input: everything it sent has
-        // been read.
-        case ECONNRESET: return .endOfStream
-        default: return .failed(code)
         }
     }
 }

@@ -3,14 +3,15 @@ import SecureOpsSystem
 import Synchronization
 
 /// An async connection to `secureopsd`: typed requests, pipelined, with
-/// timeouts and cancellation, and alert subscriptions as `AsyncSequence`s.
+/// timeouts, cancellation and an opt-in reconnect, and alert subscriptions
+/// as `AsyncSequence`s.
 ///
 /// ```swift
 /// let client = try await SecureOpsAsyncClient.connect(to: path)
 /// try await client.ping()
 /// let sequence = try await client.publish(AlertInput(severity: .high, source: "fs-watch", message: "ssh key read"))
-/// for try await event in try await client.subscribe(since: 0, reconnect: .default) {
-///     if case .alert(let alert) = event { print(alert.sequence, alert.message) }
+/// for try await alert in try await client.subscribe(since: 0).alerts {
+///     print(alert.sequence, alert.message)
 /// }
 /// ```
 ///
@@ -20,46 +21,112 @@ import Synchronization
 /// that times out or whose task is cancelled throws at once; its reply,
 /// when it comes, is dropped, and the connection stays usable.
 ///
-/// Errors are `IpcError` (`.server` with the daemon's message for an `err`
-/// reply, `.unauthorized`, `.timedOut`, `.transport`), or
-/// `CancellationError` when the calling task is cancelled.
+/// Errors are `IpcError`: `.server` with the daemon's message for an `err`
+/// reply, `.unauthorized`, `.timedOut`, `.connectionLost` when the
+/// connection broke (the daemon stopped or crashed) before the reply came,
+/// `.reconnectFailed` once reconnecting gave up; or `CancellationError`
+/// when the calling task is cancelled.
+///
+/// A lost connection: without ``Configuration/reconnect`` (the default)
+/// the client is then ``ConnectionState/failed(_:)`` and every later call
+/// throws the same `.connectionLost`; connect a new client. With it, the
+/// client reconnects in the background (``ConnectionState/reconnecting(attempt:)``),
+/// calls made meanwhile wait for it (within their timeout), and once
+/// ``ReconnectPolicy/maximumAttempts`` attempts failed every waiting and
+/// later call throws `.reconnectFailed`. A call whose request was in flight
+/// when the connection broke is never re-sent, idempotent or not: it throws
+/// `.connectionLost`, since the daemon may or may not have acted on it
+/// (`publish`, `kill`); repeat it if that is safe.
 ///
 /// Waiting never blocks a thread: sockets are non-blocking and waits park
 /// on one process-wide poll thread. Let go of the client (or call `close()`)
 /// and its connection closes.
 public final class SecureOpsAsyncClient: Sendable {
     public struct Configuration: Sendable {
-        /// How long a request waits for its reply; nil waits forever.
-        /// Per call: `request(_:timeout:)`.
-        public var requestTimeout: Duration? = .seconds(30)
+        /// How long a call waits for its reply when it is given no
+        /// `timeout:` (a subscription: for the daemon to accept it).
+        public var requestTimeout: RequestTimeout
         /// How long `connect` retries while the daemon's accept backlog is
         /// full. (A missing socket or a refused connection fails at once.)
-        public var connectTimeout: Duration = .seconds(5)
-        /// The longest frame accepted from the daemon; a longer one closes
+        public var connectTimeout: Duration
+        /// The longest frame accepted from the daemon; a longer one ends
         /// the connection with `IpcError.codec` instead of growing a buffer.
-        public var maxFrameBytes = 16 << 20
+        public var maxFrameBytes: Int
         /// Who may serve the socket (checked before anything is sent, on
         /// every connection, reconnects included); a server it refuses is
         /// `IpcError.untrustedServer`.
-        public var serverTrust = ServerTrust.fromEnvironment
+        public var serverTrust: ServerTrust
+        /// How the request connection is re-established when it is lost;
+        /// nil (the default): it is not, and every later call throws the
+        /// loss. Subscriptions have connections and policies of their own
+        /// (``SecureOpsAsyncClient/subscribe(since:reconnect:timeout:)``).
+        public var reconnect: ReconnectPolicy?
 
-        public init() {}
+        public init(
+            requestTimeout: RequestTimeout = .seconds(30), connectTimeout: Duration = .seconds(5),
+            maxFrameBytes: Int = 16 << 20, serverTrust: ServerTrust = .fromEnvironment, reconnect: ReconnectPolicy? = nil
+        ) {
+            self.requestTimeout = requestTimeout
+            self.connectTimeout = connectTimeout
+            self.maxFrameBytes = maxFrameBytes
+            self.serverTrust = serverTrust
+            self.reconnect = reconnect
+        }
+    }
+
+    /// Where the client's request connection stands.
+    public enum ConnectionState: Sendable, Equatable {
+        /// Calls go out at once.
+        case connected
+        /// The connection was lost and attempt `attempt` (from 1) to
+        /// re-establish it is under way or waiting its turn; calls wait.
+        case reconnecting(attempt: Int)
+        /// `close()` was called: every call throws `IpcError.transport`.
+        case closed
+        /// The connection was lost for good (no reconnect policy, or it
+        /// gave up, or the daemon refused this peer): every call throws
+        /// this error. Connect a new client.
+        case failed(IpcError)
     }
 
     /// The socket path this client is connected to.
     public let path: String
     public let configuration: Configuration
-    private let core: RequestPipeline
+    private let state: Locked<State>
+
+    private struct State {
+        var phase: Phase
+        /// Subscriptions opened here, ended by `close()`.
+        var subscriptions: [WeakSubscription] = []
+    }
+
+    private enum Phase {
+        /// `attempt`: the reconnect attempt that made this connection (0:
+        /// `connect`). If the daemon closes it with an error before it
+        /// served anything, that attempt failed and the next one follows it.
+        case connected(RequestPipeline, attempt: Int)
+        /// Attempt `attempt` is waiting its delay or connecting; `waiting`
+        /// are the calls that need the connection; `task` makes the
+        /// attempts (cancelled by `close()`).
+        case reconnecting(attempt: Int, waiting: [Delivery<RequestPipeline>], task: Task<Void, Never>?)
+        case closed
+        case failed(IpcError)
+    }
 
     private init(path: String, configuration: Configuration, socket: ClientSocket) {
         self.path = path
         self.configuration = configuration
-        core = RequestPipeline(socket: socket, maxFrameBytes: configuration.maxFrameBytes)
-        core.startReading()
+        state = Locked(State(phase: .closed))
+        let pipeline = makePipeline(socket)
+        state.withLock { $0.phase = .connected(pipeline, attempt: 0) }
+        pipeline.startReading()
     }
 
     deinit {
-        core.close(because: .transport("the client was closed"))
+        // Subscriptions live on: they have connections of their own, and a
+        // stream handed elsewhere must not end because the client that
+        // opened it went out of scope. (`close()` ends them.)
+        shutDown(endingSubscriptions: false)
     }
 
     /// Connects to the daemon's socket.
@@ -70,339 +137,264 @@ public final class SecureOpsAsyncClient: Sendable {
         return SecureOpsAsyncClient(path: path, configuration: configuration, socket: socket)
     }
 
-    /// Closes the connection; requests waiting for replies throw
-    /// `IpcError.transport`. Subscriptions have their own connections and
-    /// are not affected.
+    /// Closes the client: calls waiting for replies throw
+    /// `IpcError.transport`, reconnecting stops, and every subscription
+    /// opened from this client ends (its iteration returns nil).
     public func close() {
-        core.close(because: .transport("the client was closed"))
+        shutDown(endingSubscriptions: true)
+    }
+
+    /// Where the request connection stands now.
+    public var connectionState: ConnectionState {
+        state.withLock { state in
+            switch state.phase {
+            case .connected: .connected
+            case .reconnecting(let attempt, _, _): .reconnecting(attempt: attempt)
+            case .closed: .closed
+            case .failed(let error): .failed(error)
+            }
+        }
     }
 
     // MARK: - Requests
 
     /// Sends one request and returns its reply (an `err` reply is returned,
-    /// not thrown), waiting at most `configuration.requestTimeout`.
-    public func request(_ request: IpcRequest) async throws -> IpcResponse {
-        try await self.request(request, timeout: configuration.requestTimeout)
+    /// not thrown), waiting at most `timeout` (nil:
+    /// `configuration.requestTimeout`).
+    public func request(_ request: IpcRequest, timeout: RequestTimeout? = nil) async throws -> IpcResponse {
+        try await perform(.raw(request), timeout: timeout)
     }
 
-    /// Sends one request and returns its reply, waiting at most `timeout`
-    /// (nil: as long as it takes).
-    public func request(_ request: IpcRequest, timeout: Duration?) async throws -> IpcResponse {
-        try await core.send(request.frame, deadline: timeout?.deadlineFromNow, describe: request.verb.rawValue)
+    public func ping(timeout: RequestTimeout? = nil) async throws {
+        try await perform(TypedCall.ping, timeout: timeout)
     }
 
-    public func ping() async throws {
-        _ = try await expectOk(.ping)
-    }
-
-    public func status() async throws -> MonitorStatus {
-        try await decodeOk(MonitorStatus.self, from: .status)
+    public func status(timeout: RequestTimeout? = nil) async throws -> MonitorStatus {
+        try await perform(TypedCall.status, timeout: timeout)
     }
 
     /// Publishes one alert; returns its sequence.
-    public func publish(_ alert: AlertInput) async throws -> UInt64 {
-        try await decodeOk(PublishResult.self, from: .publish(alert)).sequence
+    public func publish(_ alert: AlertInput, timeout: RequestTimeout? = nil) async throws -> UInt64 {
+        try await perform(TypedCall.publish(alert), timeout: timeout)
     }
 
     /// The most recent retained alerts, oldest first (at most `limit`,
     /// default 100).
-    public func alerts(limit: Int? = nil) async throws -> [MonitorAlert] {
-        try await decodeOk(AlertsResult.self, from: .alerts(limit: limit)).alerts
+    public func alerts(limit: Int? = nil, timeout: RequestTimeout? = nil) async throws -> [MonitorAlert] {
+        try await perform(TypedCall.alerts(limit: limit), timeout: timeout)
     }
 
     /// Trips the kill switch; returns the sequence of the kill alert.
-    public func kill(reason: String?) async throws -> UInt64 {
-        try await decodeOk(KillResult.self, from: .kill(reason: reason)).sequence
+    public func kill(reason: String?, timeout: RequestTimeout? = nil) async throws -> UInt64 {
+        try await perform(TypedCall.kill(reason: reason), timeout: timeout)
     }
 
-    public func audit(_ options: AuditOptions = AuditOptions()) async throws -> AuditReport {
-        try await decodeOk(AuditReport.self, from: .audit(options))
+    public func audit(_ options: AuditOptions = AuditOptions(), timeout: RequestTimeout? = nil) async throws -> AuditReport {
+        try await perform(TypedCall.audit(options), timeout: timeout)
     }
 
     /// Reloads the policy; returns the version in force.
-    public func reloadPolicy() async throws -> Int {
-        try await decodeOk(ReloadResult.self, from: .reloadPolicy).policyVersion
+    public func reloadPolicy(timeout: RequestTimeout? = nil) async throws -> Int {
+        try await perform(TypedCall.reloadPolicy, timeout: timeout)
     }
 
-    /// Subscribes on a connection of its own (see `AlertSubscription`).
-    /// Returns once the daemon has accepted the subscription, so a refusal
+    /// Subscribes on a connection of its own (see ``AlertSubscription``).
+    /// Returns once the daemon has accepted the subscription (waiting at
+    /// most `timeout`, nil: `configuration.requestTimeout`), so a refusal
     /// throws here. With `reconnect`, a lost connection is re-established
-    /// and the stream resumes after the last alert received.
-    public func subscribe(since: UInt64? = nil, reconnect: ReconnectPolicy? = nil) async throws -> AlertSubscription {
-        try await AlertSubscription.open(
-            path: path, trust: configuration.serverTrust, since: since, reconnect: reconnect,
-            connectTimeout: configuration.connectTimeout, replyTimeout: configuration.requestTimeout,
-            maxFrameBytes: configuration.maxFrameBytes)
-    }
-
-    private func expectOk(_ request: IpcRequest) async throws -> JSONObject {
-        try okPayload(try await self.request(request), for: request)
-    }
-
-    private func decodeOk<T: Decodable>(_ type: T.Type, from request: IpcRequest) async throws -> T {
-        try decodePayload(T.self, try await expectOk(request), for: request)
-    }
-}
-
-/// The `ok` payload of a reply, or the error an `err` reply stands for.
-func okPayload(_ response: IpcResponse, for request: IpcRequest) throws(IpcError) -> JSONObject {
-    switch response {
-    case .ok(let payload): return payload
-    case .err(let message, _, _):
-        if message.hasPrefix("not authorized") { throw .unauthorized(message) }
-        throw .server(message)
-    case .alert: throw .codec("an alert arrived where the reply to \(request.verb.rawValue) was expected")
-    }
-}
-
-func decodePayload<T: Decodable>(_ type: T.Type, _ payload: JSONObject, for request: IpcRequest) throws(IpcError) -> T {
-    do {
-        return try FastJSONDecoder().decode(T.self, from: RawJSON(.object(payload)).bytes)
-    } catch {
-        throw .codec("unexpected reply to \(request.verb.rawValue): \(error)")
-    }
-}
-
-/// The request side of one connection: frames go out in call order, replies
-/// come back in the same order and are handed to the waiting calls.
-///
-/// Replies are read on the poll thread (`SocketPoller.whenReady`), not by a
-/// task: a call's timeout then measures the daemon, never how long a busy
-/// cooperative pool took to schedule a reader.
-final class RequestPipeline: Sendable {
-    private struct Pending {
-        var id: UInt64
-        /// Nil once the caller gave up (timeout, cancellation): the reply
-        /// is still consumed in its turn, then dropped.
-        var continuation: CheckedContinuation<IpcResponse, any Error>?
-        var timer: SocketPoller.Registration?
-    }
-
-    private struct State {
-        var pending: [Pending] = []
-        var head = 0
-        var nextID: UInt64 = 1
-        /// Bytes not yet written (the socket was full); written by `flush`.
-        var outgoing: [UInt8] = []
-        var flushing = false
-        var closed: IpcError?
-        /// Cancellations that arrived before their request was queued.
-        var cancelledEarly: Set<UInt64> = []
-        /// The armed read callback, cancelled on close.
-        var reading: SocketPoller.Registration?
-    }
-
-    private let socket: ClientSocket
-    private let state = Locked(State())
-    private let reader: ReplyReader
-
-    init(socket: ClientSocket, maxFrameBytes: Int) {
-        self.socket = socket
-        reader = ReplyReader(maxFrameBytes: maxFrameBytes)
-    }
-
-    /// Queues `frame`, writes it, and waits for its reply.
-    func send(_ frame: [UInt8], deadline: UInt64?, describe verb: String) async throws -> IpcResponse {
-        let id = state.withLock { state in
-            defer { state.nextID += 1 }
-            return state.nextID
+    /// and the stream resumes after the last alert received; without, a
+    /// lost connection ends the iteration with `IpcError.connectionLost`.
+    public func subscribe(since: UInt64? = nil, reconnect: ReconnectPolicy? = nil, timeout: RequestTimeout? = nil) async throws -> AlertSubscription {
+        let settings = SubscriptionSettings(
+            path: path, trust: configuration.serverTrust, reconnect: reconnect, connectTimeout: configuration.connectTimeout,
+            replyTimeout: timeout ?? configuration.requestTimeout, maxFrameBytes: configuration.maxFrameBytes)
+        let control = SubscriptionControl()
+        let closed = state.withLock { state -> Bool in
+            if case .closed = state.phase { return true }
+            state.subscriptions.removeAll { $0.control == nil }
+            state.subscriptions.append(WeakSubscription(control: control))
+            return false
         }
-        defer { state.withLock { _ = $0.cancelledEarly.remove(id) } }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<IpcResponse, any Error>) in
-                enqueue(id: id, frame: frame, deadline: deadline, verb: verb, continuation: continuation)
+        if closed { throw IpcError.transport("the client was closed") }
+        return try await AlertSubscription.open(settings: settings, control: control, since: since)
+    }
+
+    // MARK: - The connection
+
+    /// Sends `call` on the current connection, first waiting for it while
+    /// the client reconnects; the timeout covers both.
+    private func perform<Result>(_ call: Call<Result>, timeout: RequestTimeout?) async throws -> Result {
+        let deadline = (timeout ?? configuration.requestTimeout).deadlineFromNow
+        let pipeline = try await currentConnection(deadline: deadline, for: call.verb)
+        return try await pipeline.perform(call, deadline: deadline)
+    }
+
+    private func currentConnection(deadline: UInt64?, for verb: String) async throws -> RequestPipeline {
+        enum Next {
+            case ready(RequestPipeline)
+            case fail(IpcError)
+            case wait(Delivery<RequestPipeline>)
+        }
+        let next = state.withLock { state -> Next in
+            switch state.phase {
+            case .connected(let pipeline, _):
+                return .ready(pipeline)
+            case .reconnecting(let attempt, var waiting, let task):
+                let delivery = Delivery<RequestPipeline>()
+                // Calls that timed out or were cancelled meanwhile are gone.
+                waiting.removeAll { $0.isSettled }
+                waiting.append(delivery)
+                state.phase = .reconnecting(attempt: attempt, waiting: waiting, task: task)
+                return .wait(delivery)
+            case .closed:
+                return .fail(.transport("the client was closed"))
+            case .failed(let error):
+                return .fail(error)
             }
-        } onCancel: {
-            abandon(id, with: CancellationError(), cancelling: true)
         }
-    }
-
-    private func enqueue(id: UInt64, frame: [UInt8], deadline: UInt64?, verb: String, continuation: CheckedContinuation<IpcResponse, any Error>) {
-        enum Outcome {
-            case queued(startFlush: Bool)
-            /// Not queued: the continuation is resumed with this error.
-            case refused(any Error)
-            /// Queued, but the connection broke: closing fails every call.
-            case broken(IpcError)
-        }
-        let outcome = state.withLock { state -> Outcome in
-            if let closed = state.closed { return .refused(closed) }
-            if state.cancelledEarly.remove(id) != nil { return .refused(CancellationError()) }
-            var timer: SocketPoller.Registration?
-            if let deadline {
-                let path = socket.path
-                timer = SocketPoller.shared.schedule(at: deadline) { [weak self] in
-                    self?.abandon(id, with: IpcError.timedOut("no reply to \(verb) from \(path)"), cancelling: false)
-                }
-            }
-            state.pending.append(Pending(id: id, continuation: continuation, timer: timer))
-            // Written in queue order: straight away when nothing is waiting
-            // to go out, else behind what is.
-            if state.outgoing.isEmpty && !state.flushing {
-                do {
-                    let sent = try frame.withUnsafeBytes { try socket.sendNow($0) }
-                    if sent < frame.count { state.outgoing.append(contentsOf: frame[sent...]) }
-                } catch {
-                    return .broken((error as? IpcError) ?? .transport("write to \(socket.path) failed: \(error)"))
-                }
-            } else {
-                state.outgoing.append(contentsOf: frame)
-            }
-            guard !state.outgoing.isEmpty, !state.flushing else { return .queued(startFlush: false) }
-            state.flushing = true
-            return .queued(startFlush: true)
-        }
-        switch outcome {
-        case .queued(let startFlush):
-            if startFlush { Task { await self.flush() } }
-        case .refused(let error):
-            continuation.resume(throwing: error)
-        case .broken(let error):
-            close(because: error)
-        }
-    }
-
-    /// Writes what the socket could not take at once, waiting for room.
-    private func flush() async {
-        while true {
-            let chunk = state.withLock { state -> [UInt8]? in
-                if state.outgoing.isEmpty || state.closed != nil {
-                    state.flushing = false
-                    return nil
-                }
-                return state.outgoing
-            }
-            guard let chunk else { return }
-            do {
-                let sent = try chunk.withUnsafeBytes { try socket.sendNow($0) }
-                if sent == 0 {
-                    try await socket.waitReady(.writable, deadline: nil, what: "writing to \(socket.path)")
-                    continue
-                }
-                state.withLock { $0.outgoing.removeFirst(sent) }
-            } catch {
-                close(because: (error as? IpcError) ?? .transport("write to \(socket.path) failed: \(error)"))
-                return
+        switch next {
+        case .ready(let pipeline):
+            return pipeline
+        case .fail(let error):
+            throw error
+        case .wait(let delivery):
+            let path = path
+            return try await delivery.wait(deadline: deadline) {
+                .failure(IpcError.timedOut("no reply to \(verb) from \(path): the connection was lost and is not back yet"))
             }
         }
     }
 
-    /// The caller stops waiting for reply `id`. A cancellation may come
-    /// before the request is queued (then `enqueue` refuses it); a timer
-    /// exists only once it is queued, so a late one finds nothing to do.
-    private func abandon(_ id: UInt64, with error: any Error, cancelling: Bool) {
-        let continuation = state.withLock { state -> CheckedContinuation<IpcResponse, any Error>? in
-            guard let index = state.pending[state.head...].firstIndex(where: { $0.id == id }) else {
-                if cancelling { state.cancelledEarly.insert(id) }
+    private func makePipeline(_ socket: ClientSocket) -> RequestPipeline {
+        RequestPipeline(socket: socket, maxFrameBytes: configuration.maxFrameBytes) { [weak self] pipeline, ending in
+            self?.connectionEnded(pipeline, ending)
+        }
+    }
+
+    /// The current connection ended: reconnect, or fail for good.
+    private func connectionEnded(_ pipeline: RequestPipeline, _ ending: RequestPipeline.Ending) {
+        let firstAttempt = state.withLock { state -> Int? in
+            guard case .connected(let current, let attempt) = state.phase, current === pipeline else { return nil }
+            guard let policy = configuration.reconnect, ending.error.isWorthReconnecting else {
+                state.phase = .failed(ending.error)
                 return nil
             }
-            defer {
-                state.pending[index].continuation = nil
-                if let timer = state.pending[index].timer { SocketPoller.shared.cancel(timer) }
-                state.pending[index].timer = nil
+            // Refused before it served anything: the attempt that made it
+            // failed, and backing off goes on from there.
+            let next = ending.refusedBeforeServing ? attempt + 1 : 1
+            guard policy.allows(attempt: next) else {
+                state.phase = .failed(.reconnectFailed(attempts: next - 1, lastError: ending.error))
+                return nil
             }
-            return state.pending[index].continuation
+            state.phase = .reconnecting(attempt: next, waiting: [], task: nil)
+            return next
         }
-        continuation?.resume(throwing: error)
-    }
-
-    /// Arms the read callback: runs on the poll thread whenever the socket
-    /// has bytes (or has ended), one run at a time (it re-arms itself).
-    func startReading() {
-        let registration = SocketPoller.shared.whenReady(socket.fd, for: .readable) { [weak self] in
-            self?.readAvailable()
-        }
-        let closed = state.withLock { state -> Bool in
-            state.reading = registration
-            return state.closed != nil
-        }
-        if closed { SocketPoller.shared.cancel(registration) }
-    }
-
-    /// Reads what is there, hands out every whole reply, re-arms.
-    private func readAvailable() {
-        do {
+        guard let firstAttempt, let policy = configuration.reconnect else { return }
+        // Holds the client only while an attempt connects, never while it
+        // waits its delay: a client let go of stops reconnecting.
+        let task = Task { [weak self] in
+            var attempt = firstAttempt
             while true {
-                while let frame = try reader.buffer.nextFrame() {
-                    let response: IpcResponse
-                    do {
-                        response = try reader.decoder.decode(IpcResponse.self, from: frame)
-                    } catch {
-                        throw IpcError.codec("undecodable frame from \(socket.path): \(error)")
-                    }
-                    // Pushed frames belong to a subscription; this
-                    // connection has none (subscriptions get their own).
-                    if case .alert = response { continue }
-                    if response.isLagNotice { continue }
-                    deliver(response)
+                do {
+                    try await Task.sleep(for: policy.delay(beforeAttempt: attempt))
+                } catch {
+                    return  // closed
                 }
-                switch reader.buffer.fill(from: socket.fd) {
-                case .bytes:
-                    continue
-                case .wouldBlock:
-                    startReading()
-                    return
-                case .endOfStream:
-                    close(because: .transport("\(socket.path) closed the connection"))
-                    return
-                case .failed(let code):
-                    close(because: .transport("read from \(socket.path) failed: \(String(cString: strerror(code)))"))
-                    return
-                }
+                guard let client = self, let next = await client.makeAttempt(attempt, policy: policy) else { return }
+                attempt = next
             }
+        }
+        let stale = state.withLock { state -> Bool in
+            guard case .reconnecting(let attempt, let waiting, nil) = state.phase else { return true }
+            state.phase = .reconnecting(attempt: attempt, waiting: waiting, task: task)
+            return false
+        }
+        if stale { task.cancel() }
+    }
+
+    /// Makes reconnect attempt `attempt`; returns the next attempt to
+    /// make, or nil when done (connected, given up, closed).
+    private func makeAttempt(_ attempt: Int, policy: ReconnectPolicy) async -> Int? {
+        let socket: ClientSocket
+        do {
+            socket = try await ClientSocket.connect(to: path, trust: configuration.serverTrust, deadline: configuration.connectTimeout.deadlineFromNow)
         } catch let error as IpcError {
-            close(because: error)
+            return attemptFailed(attempt, error, policy: policy)
         } catch {
-            close(because: .transport("\(error)"))
+            return nil  // cancelled: the client was closed
         }
+        let pipeline = makePipeline(socket)
+        let waiting = state.withLock { state -> [Delivery<RequestPipeline>]? in
+            guard case .reconnecting(attempt, let waiting, _) = state.phase else { return nil }
+            state.phase = .connected(pipeline, attempt: attempt)
+            return waiting
+        }
+        guard let waiting else {
+            pipeline.end(because: .transport("the client was closed"))
+            return nil
+        }
+        pipeline.startReading()
+        for delivery in waiting { delivery.settle(.success(pipeline)) }
+        return nil
     }
 
-    private func deliver(_ response: IpcResponse) {
-        let waiting = state.withLock { state -> Pending? in
-            guard state.head < state.pending.count else { return nil }
-            let first = state.pending[state.head]
-            state.head += 1
-            if state.head > 64 && state.head * 2 > state.pending.count {
-                state.pending.removeFirst(state.head)
-                state.head = 0
+    /// Records a failed attempt: the next one, or the end of reconnecting.
+    private func attemptFailed(_ attempt: Int, _ error: IpcError, policy: ReconnectPolicy) -> Int? {
+        enum After {
+            case retry(Int)
+            case failed(IpcError, [Delivery<RequestPipeline>])
+            case stop
+        }
+        let after = state.withLock { state -> After in
+            guard case .reconnecting(attempt, let waiting, let task) = state.phase else { return .stop }
+            guard error.isWorthReconnecting else {
+                state.phase = .failed(error)
+                return .failed(error, waiting)
             }
-            return first
+            guard policy.allows(attempt: attempt + 1) else {
+                let gaveUp = IpcError.reconnectFailed(attempts: attempt, lastError: error)
+                state.phase = .failed(gaveUp)
+                return .failed(gaveUp, waiting)
+            }
+            state.phase = .reconnecting(attempt: attempt + 1, waiting: waiting, task: task)
+            return .retry(attempt + 1)
         }
-        if let timer = waiting?.timer { SocketPoller.shared.cancel(timer) }
-        waiting?.continuation?.resume(returning: response)
+        switch after {
+        case .retry(let next):
+            return next
+        case .failed(let error, let waiting):
+            for delivery in waiting { delivery.settle(.failure(error)) }
+            return nil
+        case .stop:
+            return nil
+        }
     }
 
-    /// Fails every waiting call with `error` and ends the connection; later
-    /// calls fail at once with the same error.
-    func close(because error: IpcError) {
-        let (waiting, reading) = state.withLock { state -> ([Pending], SocketPoller.Registration?) in
-            guard state.closed == nil else { return ([], nil) }
-            state.closed = error
+    private func shutDown(endingSubscriptions: Bool) {
+        let closedError = IpcError.transport("the client was closed")
+        let (previous, subscriptions) = state.withLock { state -> (Phase, [WeakSubscription]) in
             defer {
-                state.pending = []
-                state.head = 0
-                state.outgoing = []
-                state.reading = nil
+                state.phase = .closed
+                state.subscriptions = []
             }
-            return (Array(state.pending[state.head...]), state.reading)
+            return (state.phase, state.subscriptions)
         }
-        if let reading { SocketPoller.shared.cancel(reading) }
-        socket.shutdown()
-        for pending in waiting {
-            if let timer = pending.timer { SocketPoller.shared.cancel(timer) }
-            pending.continuation?.resume(throwing: error)
+        switch previous {
+        case .connected(let pipeline, _):
+            pipeline.end(because: closedError)
+        case .reconnecting(_, let waiting, let task):
+            task?.cancel()
+            for delivery in waiting { delivery.settle(.failure(closedError)) }
+        case .closed, .failed:
+            break
+        }
+        if endingSubscriptions {
+            for subscription in subscriptions { subscription.control?.cancel() }
         }
     }
 }
 
-/// The reading state of a `RequestPipeline`. Touched only by its read
-/// callback, which the poll thread runs one at a time (each run re-arms the
-/// next), hence unchecked.
-private final class ReplyReader: @unchecked Sendable {
-    var buffer: FrameBuffer
-    let decoder = FastJSONDecoder()
-
-    init(maxFrameBytes: Int) {
-        buffer = FrameBuffer(maxFrameBytes: maxFrameBytes)
-    }
+/// A subscription the client ends on `close()`, without keeping it alive.
+private struct WeakSubscription: Sendable {
+    weak var control: SubscriptionControl?
 }

@@ -22,6 +22,12 @@ enum ServerSentEvents {
             return "id: \(id)\nevent: alert\ndata: \(String(decoding: writer.bytes, as: UTF8.self))\n\n"
         case .lagged(let skipped, let resumeAt):
             return "event: lagged\ndata: {\"skipped\":\(skipped),\"resumeAt\":\(resumeAt)}\n\n"
+        case .disconnected(let reason):
+            var writer = JSONWriter(capacity: 256)
+            writer.string(reason.description)
+            return "event: disconnected\ndata: {\"reason\":\(String(decoding: writer.bytes, as: UTF8.self))}\n\n"
+        case .reconnecting(let attempt):
+            return "event: reconnecting\ndata: {\"attempt\":\(attempt)}\n\n"
         case .reconnected(let after):
             return "event: reconnected\ndata: {\"resumingAfter\":\(after)}\n\n"
         case .restarted(let epoch):
