@@ -15,7 +15,7 @@
 ///
 /// A call that times out throws `IpcError.timedOut`; the connection stays
 /// usable (its reply, when it comes, is read and dropped).
-public enum RequestTimeout: Sendable, Hashable {
+public enum RequestTimeout: Sendable, Hashable, CustomStringConvertible {
     /// The reply must arrive within this long of the call.
     case after(Duration)
     /// Wait as long as it takes: until the reply, the end of the
@@ -26,6 +26,14 @@ public enum RequestTimeout: Sendable, Hashable {
     public static func seconds(_ seconds: Double) -> RequestTimeout { .after(.seconds(seconds)) }
     public static func milliseconds<T: BinaryInteger>(_ milliseconds: T) -> RequestTimeout { .after(.milliseconds(milliseconds)) }
     public static func milliseconds(_ milliseconds: Double) -> RequestTimeout { .after(.milliseconds(milliseconds)) }
+
+    /// "0.03 seconds", "never": as timeout errors name it.
+    public var description: String {
+        switch self {
+        case .after(let duration): "\(duration)"
+        case .never: "never"
+        }
+    }
 
     /// The CLOCK_MONOTONIC deadline (ns) this timeout sets for a call
     /// starting now; nil for `never`.

@@ -89,11 +89,12 @@ public final class SecureOpsConnection {
     /// frames for `nextPush`.
     func perform<Result>(_ call: Call<Result>, timeout: RequestTimeout?) throws(IpcError) -> Result {
         try send(call.request)
-        let deadline = (timeout ?? requestTimeout).seconds.map { monotonicSeconds() + $0 }
+        let effective = timeout ?? requestTimeout
+        let deadline = effective.seconds.map { SystemClock.monotonicSeconds() + $0 }
         while true {
             let read: BlockingRead<Result>?
             do {
-                read = try nextFrame(deadline: deadline, waitingFor: "no reply to \(call.verb) from \(path)") { frame in
+                read = try nextFrame(deadline: deadline, waitingFor: "no reply to \(call.verb) from \(path) within \(effective)") { frame in
                     if abandonedReplies > 0 {
                         // Ping's reading takes any reply (its payload is
                         // any object): it tells replies from pushes.
@@ -197,13 +198,13 @@ public final class SecureOpsConnection {
     /// The next frame (without its newline), or nil at end of stream.
     /// `timeout` in seconds; nil waits forever.
     public func readFrame(timeout: Double? = nil) throws(IpcError) -> [UInt8]? {
-        try nextFrame(deadline: timeout.map { monotonicSeconds() + $0 }, waitingFor: "no complete frame from \(path)") { Array($0) }
+        try nextFrame(deadline: timeout.map { SystemClock.monotonicSeconds() + $0 }, waitingFor: "no complete frame from \(path)") { Array($0) }
     }
 
     /// The next frame decoded.
     public func readResponse(timeout: Double? = nil) throws(IpcError) -> IpcResponse? {
         let decoded: Result<IpcResponse, IpcError>? = try nextFrame(
-            deadline: timeout.map { monotonicSeconds() + $0 }, waitingFor: "no complete frame from \(path)"
+            deadline: timeout.map { SystemClock.monotonicSeconds() + $0 }, waitingFor: "no complete frame from \(path)"
         ) { frame in
             do {
                 return .success(try decoder.decode(IpcResponse.self, from: frame))
@@ -229,7 +230,7 @@ public final class SecureOpsConnection {
     private func fill(deadline: Double?, waitingFor: String) throws(IpcError) {
         guard fd >= 0 else { throw .transport("the connection to \(path) was closed") }
         if let deadline {
-            let remaining = deadline - monotonicSeconds()
+            let remaining = deadline - SystemClock.monotonicSeconds()
             guard remaining > 0 else { throw .timedOut(waitingFor) }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, Int32(min(remaining * 1000 + 1, Double(Int32.max))))
@@ -250,8 +251,3 @@ private enum BlockingRead<Result> {
     case abandonedCallsReply
 }
 
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}

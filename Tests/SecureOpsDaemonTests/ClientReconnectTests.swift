@@ -219,14 +219,3 @@ struct ClientReconnectTests {
         return 0
     }
 }
-
-/// Polls `condition` every 10 ms until it holds or `seconds` pass, without
-/// holding a thread of the cooperative pool.
-private func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try condition()
-}

@@ -54,6 +54,9 @@ struct ExampleServerTests {
 
         // SIGTERM reaches the engine through the ServiceGroup: a graceful
         // stop, exit 0, the socket file removed, connections closed.
+        // The ServiceGroup takes SIGTERM over only once it runs, a moment
+        // after the engine serves: before that it would end the process.
+        #expect(eventually { catchesSignal(server.processIdentifier, SIGTERM) })
         kill(server.processIdentifier, SIGTERM)
         #expect(try waitForExit(server, what: "presence-server") == 0)
         #expect(!FileManager.default.fileExists(atPath: socket))
@@ -79,6 +82,9 @@ struct ExampleServerTests {
         let client = try SecureOpsConnection.connect(to: socket)
         try client.sendRaw(Array("{\"type\":\"set\",\"name\":\"alice\",\"status\":\"online\"}\n".utf8))
         #expect(try line(client) == #"{"type":"ok","sequence":1}"#)
+        // The ServiceGroup takes SIGTERM over only once it runs, a moment
+        // after the engine serves: before that it would end the process.
+        #expect(eventually { catchesSignal(server.processIdentifier, SIGTERM) })
         kill(server.processIdentifier, SIGTERM)
         #expect(try waitForExit(server, what: "presence-server") == 0)
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
@@ -151,4 +157,14 @@ extension Process {
         try process.run()
         return process
     }
+}
+
+/// Whether `pid` has a handler installed for `signal` (its SigCgt mask in
+/// /proc/PID/status).
+func catchesSignal(_ pid: Int32, _ signal: Int32) -> Bool {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+          let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+    else { return false }
+    return mask & (1 << UInt64(signal - 1)) != 0
 }

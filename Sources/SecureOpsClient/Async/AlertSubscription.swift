@@ -277,7 +277,7 @@ struct SubscriptionSettings: Sendable {
                 received = try await socket.receive(into: &frames, deadline: deadline)
             } catch IpcError.timedOut {
                 // `status` is part of subscribing: name what the caller asked.
-                throw IpcError.timedOut("no reply to subscribe from \(path)")
+                throw IpcError.timedOut("no reply to subscribe from \(path) within \(replyTimeout)")
             }
             switch received {
             case .bytes, .wouldBlock: continue

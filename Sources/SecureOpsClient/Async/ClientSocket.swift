@@ -50,7 +50,7 @@ final class ClientSocket: Sendable {
             guard code == EAGAIN else {
                 throw IpcError.transport("cannot connect to \(path): \(String(cString: strerror(code))) (is secureopsd running? `make run` starts it)")
             }
-            guard monotonicNanoseconds() < deadline else {
+            guard SystemClock.monotonicNanoseconds() < deadline else {
                 throw IpcError.timedOut("connecting to \(path): its accept backlog stayed full")
             }
             try await Task.sleep(for: .nanoseconds(Int64(delay)))

@@ -50,13 +50,14 @@ final class RequestPipeline: Sendable {
         reader = ReplyReader(maxFrameBytes: maxFrameBytes)
     }
 
-    /// Sends `call`'s request and waits for its reply until `deadline`.
-    func perform<Result>(_ call: Call<Result>, deadline: UInt64?) async throws -> Result {
+    /// Sends `call`'s request and waits for its reply until `deadline`
+    /// (set by `timeout`, which the error names).
+    func perform<Result>(_ call: Call<Result>, deadline: UInt64?, timeout: RequestTimeout) async throws -> Result {
         let pending = PendingCall(call)
         enqueue(pending, frame: call.request.frame)
         let path = socket.path
         return try await pending.delivery.wait(deadline: deadline) {
-            .failure(IpcError.timedOut("no reply to \(call.verb) from \(path)"))
+            .failure(IpcError.timedOut("no reply to \(call.verb) from \(path) within \(timeout)"))
         }
     }
 

@@ -224,9 +224,10 @@ public final class SecureOpsAsyncClient: Sendable {
     /// Sends `call` on the current connection, first waiting for it while
     /// the client reconnects; the timeout covers both.
     private func perform<Result>(_ call: Call<Result>, timeout: RequestTimeout?) async throws -> Result {
-        let deadline = (timeout ?? configuration.requestTimeout).deadlineFromNow
+        let effective = timeout ?? configuration.requestTimeout
+        let deadline = effective.deadlineFromNow
         let pipeline = try await currentConnection(deadline: deadline, for: call.verb)
-        return try await pipeline.perform(call, deadline: deadline)
+        return try await pipeline.perform(call, deadline: deadline, timeout: effective)
     }
 
     private func currentConnection(deadline: UInt64?, for verb: String) async throws -> RequestPipeline {

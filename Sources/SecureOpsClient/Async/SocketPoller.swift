@@ -186,7 +186,7 @@ final class SocketPoller: Sendable {
                 }
                 return nearest
             }
-            let timeout = nearest.map { Int32(clamping: ($0 &- min($0, monotonicNanoseconds()) + 999_999) / 1_000_000) } ?? -1
+            let timeout = nearest.map { Int32(clamping: ($0 &- min($0, SystemClock.monotonicNanoseconds()) + 999_999) / 1_000_000) } ?? -1
             let count = poll(&descriptors, nfds_t(descriptors.count), timeout)
             if count < 0 && errno != EINTR {
                 // EINVAL (too many descriptors) or ENOMEM: fail every waiter
@@ -195,7 +195,7 @@ final class SocketPoller: Sendable {
                 continue
             }
             if descriptors[0].revents != 0 { drainWakePipe() }
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonicNanoseconds()
             ready.removeAll(keepingCapacity: true)
             state.withLock { state in
                 for index in 1..<descriptors.count where descriptors[index].revents != 0 {
@@ -238,13 +238,6 @@ final class SocketPoller: Sendable {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds.
-func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-}
-
 extension Duration {
     /// Whole nanoseconds, saturating at the ends (negative becomes 0).
     var nanoseconds: UInt64 {
@@ -257,7 +250,7 @@ extension Duration {
 
     /// The CLOCK_MONOTONIC deadline this long from now.
     var deadlineFromNow: UInt64 {
-        let (sum, overflow) = monotonicNanoseconds().addingReportingOverflow(nanoseconds)
+        let (sum, overflow) = SystemClock.monotonicNanoseconds().addingReportingOverflow(nanoseconds)
         return overflow ? .max : sum
     }
 }

@@ -74,8 +74,10 @@ final class ScriptedPeer: @unchecked Sendable {
     deinit { Glibc.close(fd) }
 
     /// The next line the client sent, without its newline; nil at the end
-    /// of the stream or after `timeout` seconds.
-    func readLine(timeout: Double = 10) -> String? {
+    /// of the stream or after `timeout` seconds. The default outlasts any
+    /// test (their limit is a minute): a client starved of CPU by the tests
+    /// running beside it must not find its server gone.
+    func readLine(timeout: Double = 120) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
