@@ -52,55 +52,37 @@ extension IpcResponse: Codable {
 
     /// Writes the frame, newline included.
     public func write(into writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.key("type")
         switch self {
         case .ok(let payload):
-            writer.string("ok")
-            for member in payload.members where member.key != "type" {
-                writer.key(member.key)
-                writer.value(member.value)
+            OkFrame.write(into: &writer) { writer in
+                for member in payload.members where member.key != "type" {
+                    writer.key(member.key)
+                    writer.value(member.value)
+                }
             }
         case .err(let message, let skipped, let resumeAt):
-            writer.string("err")
-            writer.key("message")
-            writer.string(message)
-            if let skipped {
-                writer.key("skipped")
-                writer.uint(skipped)
-            }
-            if let resumeAt {
-                writer.key("resumeAt")
-                writer.uint(resumeAt)
-            }
+            ErrFrame.write(message: message, skipped: skipped, resumeAt: resumeAt, into: &writer)
         case .alert(let alert):
-            writer.string("alert")
-            writer.key("sequence")
-            writer.uint(alert.sequence)
-            writer.key("timestamp")
-            writer.string(alert.timestamp)
-            writer.key("severity")
-            writer.string(alert.severity.rawValue)
-            writer.key("source")
-            writer.string(alert.source)
-            writer.key("message")
-            writer.string(alert.message)
-            writer.key("details")
-            if let details = alert.details { writer.raw(details) } else { writer.null() }
-            if let origin = alert.origin {
-                writer.key("origin")
-                origin.write(into: &writer)
-            }
+            AlertFrame.write(alert, into: &writer)
         }
-        writer.endObject()
-        writer.newline()
     }
 }
 
-/// Writes `ok` frames whose payload is any `Encodable` object.
+/// Writes `ok` frames: the one writer of them.
 public enum OkFrame {
     /// `{"type":"ok"}\n`
     public static let empty: [UInt8] = Array(#"{"type":"ok"}"#.utf8) + [0x0A]
+
+    /// `{"type":"ok",<the members `members` writes>}\n`.
+    @inline(__always)
+    public static func write(into writer: inout JSONWriter, members: (inout JSONWriter) -> Void) {
+        writer.beginObject()
+        writer.key("type")
+        writer.string("ok")
+        members(&writer)
+        writer.endObject()
+        writer.newline()
+    }
 
     /// `{"type":"ok",<payload members>}\n`. The payload must encode as an
     /// object (WIRE.md: "The payload of ok is always a JSON object").
@@ -109,12 +91,32 @@ public enum OkFrame {
         guard encoded.first == UInt8(ascii: "{"), encoded.last == UInt8(ascii: "}") else {
             throw IpcError.codec("an ok payload must be a JSON object")
         }
+        write(into: &writer) { writer in
+            if encoded.count > 2 {
+                writer.bytes.append(UInt8(ascii: ","))
+                writer.bytes.append(contentsOf: encoded[1..<(encoded.count - 1)])
+            }
+        }
+    }
+}
+
+/// Writes `err` frames: the one writer of them (a lag notice is one, with
+/// `skipped` and `resumeAt`).
+public enum ErrFrame {
+    /// `{"type":"err","message":…[,"skipped":N,"resumeAt":M]}\n`.
+    public static func write(message: String, skipped: UInt64? = nil, resumeAt: UInt64? = nil, into writer: inout JSONWriter) {
         writer.beginObject()
         writer.key("type")
-        writer.string("ok")
-        if encoded.count > 2 {
-            writer.bytes.append(UInt8(ascii: ","))
-            writer.bytes.append(contentsOf: encoded[1..<(encoded.count - 1)])
+        writer.string("err")
+        writer.key("message")
+        writer.string(message)
+        if let skipped {
+            writer.key("skipped")
+            writer.uint(skipped)
+        }
+        if let resumeAt {
+            writer.key("resumeAt")
+            writer.uint(resumeAt)
         }
         writer.endObject()
         writer.newline()

@@ -92,21 +92,47 @@ public enum AlertFrame {
     public static func write(
         sequence: UInt64, timestampMilliseconds: Int64, alert: AlertInput, origin: AlertOrigin? = nil, into writer: inout JSONWriter
     ) {
+        write(
+            sequence: sequence, timestamp: .milliseconds(timestampMilliseconds), severity: alert.severity,
+            source: alert.source, message: alert.message, details: alert.details, origin: origin, into: &writer)
+    }
+
+    /// The frame of an alert as a client received it (re-sending it, say).
+    public static func write(_ alert: MonitorAlert, into writer: inout JSONWriter) {
+        write(
+            sequence: alert.sequence, timestamp: .text(alert.timestamp), severity: alert.severity,
+            source: alert.source, message: alert.message, details: alert.details, origin: alert.origin, into: &writer)
+    }
+
+    private enum Timestamp {
+        case milliseconds(Int64)
+        case text(String)
+    }
+
+    /// The one place an alert frame's members and their order are written.
+    @inline(__always)
+    private static func write(
+        sequence: UInt64, timestamp: Timestamp, severity: Severity, source: String, message: String,
+        details: RawJSON?, origin: AlertOrigin?, into writer: inout JSONWriter
+    ) {
         writer.beginObject()
         writer.key("type")
         writer.string("alert")
         writer.key("sequence")
         writer.uint(sequence)
         writer.key("timestamp")
-        writer.timestamp(millisecondsSinceEpoch: timestampMilliseconds)
+        switch timestamp {
+        case .milliseconds(let milliseconds): writer.timestamp(millisecondsSinceEpoch: milliseconds)
+        case .text(let text): writer.string(text)
+        }
         writer.key("severity")
-        writer.string(alert.severity.rawValue)
+        writer.string(severity.rawValue)
         writer.key("source")
-        writer.string(alert.source)
+        writer.string(source)
         writer.key("message")
-        writer.string(alert.message)
+        writer.string(message)
         writer.key("details")
-        if let details = alert.details {
+        if let details {
             writer.raw(details)
         } else {
             writer.null()

@@ -143,7 +143,7 @@ public final class SecureOpsHandler: RequestHandler {
             return try publish(alert, context: context)
         case .subscribe(let since):
             let next = context.subscribe(since: since)
-            writeOk(into: &context.response) { writer in
+            OkFrame.write(into: &context.response) { writer in
                 writer.key("subscribed")
                 writer.bool(true)
                 writer.key("next")
@@ -167,7 +167,7 @@ public final class SecureOpsHandler: RequestHandler {
             return offload(verb, context) { services, peer in
                 let policy = try services.reloadPolicy(trigger: .request(peer))
                 return OffloadedReply.writing { writer in
-                    writeOk(into: &writer) { writer in
+                    OkFrame.write(into: &writer) { writer in
                         writer.key("policyVersion")
                         writer.int(policy.version)
                     }
@@ -189,7 +189,7 @@ public final class SecureOpsHandler: RequestHandler {
         let sequence = context.publish { sequence, milliseconds, writer in
             AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, origin: origin, into: &writer)
         }
-        writeOk(into: &context.response) { writer in
+        OkFrame.write(into: &context.response) { writer in
             writer.key("sequence")
             writer.uint(sequence)
         }
@@ -200,22 +200,19 @@ public final class SecureOpsHandler: RequestHandler {
     /// `alertsReplyMaxBytes` bytes, whatever `limit` asks: a 40-byte request
     /// must not make a reply the size of everything retained.
     private func writeAlerts(limit: Int, context: RequestContext) {
-        context.response.beginObject()
-        context.response.key("type")
-        context.response.string("ok")
-        context.response.key("alerts")
-        context.response.beginArray()
         let capped = min(max(0, limit), WireDefaults.alertsLimitMaximum)
-        let truncated = context.forEachRetainedFrame(newest: capped, maxBytes: WireDefaults.alertsReplyMaxBytes) { _, frame in
-            AlertFrame.writeAlertObject(fromFrame: frame, into: &context.response)
+        OkFrame.write(into: &context.response) { writer in
+            writer.key("alerts")
+            writer.beginArray()
+            let truncated = context.forEachRetainedFrame(newest: capped, maxBytes: WireDefaults.alertsReplyMaxBytes) { _, frame in
+                AlertFrame.writeAlertObject(fromFrame: frame, into: &writer)
+            }
+            writer.endArray()
+            if truncated {
+                writer.key("truncated")
+                writer.bool(true)
+            }
         }
-        context.response.endArray()
-        if truncated {
-            context.response.key("truncated")
-            context.response.bool(true)
-        }
-        context.response.endObject()
-        context.response.newline()
     }
 
     /// Offloaded work, checked against the policy in force when it runs,
@@ -270,16 +267,6 @@ public final class SecureOpsHandler: RequestHandler {
 struct PublishError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// `{"type":"ok",<members written by body>}\n`
-func writeOk(into writer: inout JSONWriter, _ body: (inout JSONWriter) -> Void) {
-    writer.beginObject()
-    writer.key("type")
-    writer.string("ok")
-    body(&writer)
-    writer.endObject()
-    writer.newline()
 }
 
 extension ConnectionInfo {

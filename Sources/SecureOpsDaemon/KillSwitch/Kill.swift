@@ -28,7 +28,7 @@ extension DaemonServices {
         trail.killed(reason: reason, peer: peer, alertSequence: sequence, persisted: persisted, alreadyTripped: alreadyTripped)
         onKill.request(OnKillRunner.Request(reason: reason, peer: peer))
         return OffloadedReply.writing { writer in
-            writeOk(into: &writer) { writer in
+            OkFrame.write(into: &writer) { writer in
                 writer.key("killed")
                 writer.bool(true)
                 writer.key("sequence")

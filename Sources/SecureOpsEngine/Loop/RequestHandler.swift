@@ -110,27 +110,11 @@ public enum FrameOutcome: Sendable {
 
 extension RequestHandler {
     public func writeError(_ message: String, into writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.key("type")
-        writer.string("err")
-        writer.key("message")
-        writer.string(message)
-        writer.endObject()
-        writer.newline()
+        ErrFrame.write(message: message, into: &writer)
     }
 
     public func writeLagNotice(skipped: UInt64, resumeAt: UInt64, into writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.key("type")
-        writer.string("err")
-        writer.key("message")
-        writer.string("lagged: skipped \(skipped) alerts")
-        writer.key("skipped")
-        writer.uint(skipped)
-        writer.key("resumeAt")
-        writer.uint(resumeAt)
-        writer.endObject()
-        writer.newline()
+        ErrFrame.write(message: "lagged: skipped \(skipped) alerts", skipped: skipped, resumeAt: resumeAt, into: &writer)
     }
 
     public func connectionClosed(_ connection: ConnectionInfo, reason: CloseReason) {}
