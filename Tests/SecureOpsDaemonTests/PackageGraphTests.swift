@@ -8,7 +8,7 @@ struct PackageGraphTests {
     /// off resolves swift-log alone (not swift-crypto, argument-parser,
     /// service-lifecycle or hdrhistogram), builds, and does not link
     /// liburing.
-    @Test func aClientOnlyConsumerResolvesSwiftLogAloneAndDoesNotLinkLiburing() throws {
+    @Test func aClientOnlyConsumerResolvesSwiftLogAloneAndDoesNotLinkLiburing() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         var template = Array("/tmp/so-consumer-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw TestFailure("mkdtemp failed") }
@@ -30,14 +30,14 @@ struct PackageGraphTests {
             """.write(toFile: consumer + "/Sources/consumer/main.swift", atomically: true, encoding: .utf8)
 
         let swift = SwiftToolchain.swiftExecutable()
-        let (resolved, resolveOutput) = try run(swift, ["package", "resolve", "--package-path", consumer], timeout: 300)
+        let (resolved, resolveOutput) = try await onOwnThread { try run(swift, ["package", "resolve", "--package-path", consumer], timeout: 300) }
         #expect(resolved == 0, "\(resolveOutput)")
         let pins = try String(contentsOfFile: consumer + "/Package.resolved", encoding: .utf8)
             .split(separator: "\n").filter { $0.contains("\"identity\"") }
             .map { $0.split(separator: "\"")[3] }
         #expect(pins == ["swift-log"], "a client-only consumer resolved \(pins)")
 
-        let (built, buildOutput) = try run(swift, ["build", "--package-path", consumer], timeout: 600)
+        let (built, buildOutput) = try await onOwnThread { try run(swift, ["build", "--package-path", consumer], timeout: 600) }
         #expect(built == 0, "\(buildOutput)")
         let (_, libraries) = try run("/usr/bin/ldd", [consumer + "/.build/debug/consumer"])
         #expect(libraries.contains("libc.so") && !libraries.contains("liburing"), "\(libraries)")

@@ -14,25 +14,25 @@ import Testing
 /// plain ```` ``` ````) are not Swift and are not checked.
 @Suite("README examples", .timeLimit(.minutes(2)))
 struct ReadmeExamplesTests {
-    @Test func everySwiftBlockInTheReadmeCompilesAsWritten() throws {
+    @Test func everySwiftBlockInTheReadmeCompilesAsWritten() async throws {
         let blocks = try SwiftBlocks.in(file: SwiftBlocks.packageRoot + "/README.md")
         #expect(blocks.count >= 3, "README.md has its Swift examples")
-        let failures = try SwiftBlocks.typecheck(blocks)
+        let failures = try await onOwnThread { try SwiftBlocks.typecheck(blocks) }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n\n"))")
     }
 
-    @Test func everySwiftBlockInTheClientDocCCatalogCompilesAsWritten() throws {
+    @Test func everySwiftBlockInTheClientDocCCatalogCompilesAsWritten() async throws {
         let catalog = SwiftBlocks.packageRoot + "/Sources/SecureOpsClient/SecureOpsClient.docc"
         let articles = try FileManager.default.contentsOfDirectory(atPath: catalog).filter { $0.hasSuffix(".md") }.sorted()
         let blocks = try articles.flatMap { try SwiftBlocks.in(file: catalog + "/" + $0) }
         #expect(blocks.count >= 2, "the catalog has Swift examples")
-        let failures = try SwiftBlocks.typecheck(blocks)
+        let failures = try await onOwnThread { try SwiftBlocks.typecheck(blocks) }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n\n"))")
     }
 
     /// The check itself: a block that does not compile is reported with
     /// its file, line and the compiler's words; one that does is not.
-    @Test func aBlockThatDoesNotCompileIsReportedWithItsLine() throws {
+    @Test func aBlockThatDoesNotCompileIsReportedWithItsLine() async throws {
         let directory = NSTemporaryDirectory() + "readme-check-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -62,7 +62,7 @@ struct ReadmeExamplesTests {
         """.write(toFile: markdown, atomically: true, encoding: .utf8)
         let blocks = try SwiftBlocks.in(file: markdown)
         #expect(blocks.map(\.line) == [3, 12])
-        let failures = try SwiftBlocks.typecheck(blocks)
+        let failures = try await onOwnThread { try SwiftBlocks.typecheck(blocks) }
         #expect(failures.count == 1, "\(failures)")
         #expect(failures.first?.hasPrefix("\(markdown):12:") == true, "\(failures)")
         #expect(failures.first?.contains("pingg") == true, "\(failures)")
@@ -71,7 +71,7 @@ struct ReadmeExamplesTests {
 
 /// Finds ```` ```swift ```` blocks in Markdown and type-checks them.
 enum SwiftBlocks {
-    struct Block {
+    struct Block: Sendable {
         let file: String
         /// The line of the opening fence (from 1).
         let line: Int

@@ -50,3 +50,15 @@ public final class ScratchDirectory {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
+
+/// Runs blocking `work` (a build, a compiler) on a thread of its own and
+/// waits for it without holding a thread of the cooperative pool. Swift
+/// Testing runs synchronous tests on that pool, which is as wide as the
+/// machine (two threads here): a test that blocks one for the minute a
+/// fresh `swift build` takes leaves every test queued behind it to run
+/// out its time limit before it has started.
+public func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
