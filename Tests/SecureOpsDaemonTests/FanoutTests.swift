@@ -96,7 +96,7 @@ struct FanoutTests {
     }
 
     @Test func aSubscriberThatNeverReadsNeitherSlowsOthersNorGrowsMemoryAndIsCutOff() throws {
-        let daemon = try DaemonProcess(extraArguments: ["--stuck-send-timeout", "2"])
+        let daemon = try DaemonProcess(extraArguments: ["--stuck-send-timeout", "4"])
         let stuck = try RawClient(path: daemon.socketPath)
         try stuck.write("{\"type\":\"subscribe\"}\n")
         let others = try FanoutSwarm(socket: daemon.socketPath, subscribers: 50, expectedAlerts: 100_000)
