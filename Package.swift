@@ -48,6 +48,9 @@ let package = Package(
             name: "CURing",
             linkerSettings: [.linkedLibrary("uring")]
         ),
+        // The journal: a broadcast stream's records on disk, checksummed,
+        // in segments; recovery, retention, a writer thread, readers.
+        .target(name: "SecureOpsJournal", dependencies: ["SecureOpsSystem", "CSecureOpsSystem"]),
         // The event-loop engine: ring, loop, broadcast, listener. Generic:
         // any newline-delimited JSON protocol (it re-exports JSON and wire).
         .target(
@@ -146,6 +149,10 @@ let package = Package(
                 "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["Service"])),
             ]
+        ),
+        .testTarget(
+            name: "JournalTests",
+            dependencies: ["SecureOpsJournal", "SecureOpsSystem", "CSecureOpsSystem", "TestSupport"]
         ),
         .testTarget(
             name: "JSONTests",

@@ -5,6 +5,7 @@
 #define CSYSTEM_H
 
 #include <stdint.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 /// open(2) flag: a descriptor that names a file without opening it for I/O.
@@ -50,6 +51,11 @@ int cs_epoll_ctl(int epoll, int op, int fd, uint32_t events, uint64_t data);
 
 /// epoll_wait into `out` (at most `capacity`): how many, or -errno.
 int cs_epoll_wait(int epoll, struct cs_epoll_event *out, int capacity, int timeout_ms);
+
+/// CRC-32C (Castagnoli, as iSCSI, ext4 and Kafka use it) of `length` bytes,
+/// continuing from `crc` (0 to start): the SSE 4.2 instruction where the CPU
+/// has it, a table otherwise.
+uint32_t cs_crc32c(uint32_t crc, const void *data, size_t length);
 
 /// Names the calling thread (at most 15 bytes), as `top -H` shows it.
 void cs_set_thread_name(const char *name);
