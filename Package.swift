@@ -60,6 +60,7 @@ let package = Package(
                 "SecureOpsJSON",
                 "SecureOpsWire",
                 "SecureOpsSystem",
+                "SecureOpsJournal",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

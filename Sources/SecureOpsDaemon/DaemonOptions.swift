@@ -12,6 +12,9 @@ public struct DaemonOptions: Sendable {
     public var logLevel: Logger.Level
     /// Engine settings beyond the policy's limits (tests shrink them).
     public var engine: EngineTuning
+    /// The journal in `<state dir>/journal`; nil keeps alerts in memory
+    /// only (`--no-journal`).
+    public var journal: JournalConfiguration? = JournalConfiguration()
 
     public init(
         socketPath: String = WireDefaults.socketPath(), socketMode: UInt32 = 0o660,

@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import SecureOpsAuditLog
 import SecureOpsEngine
+import SecureOpsSystem
 
 /// Starts `secureopsd`, serves until SIGTERM/SIGINT, reloads the policy on
 /// SIGHUP, and shuts down gracefully.
@@ -75,11 +76,21 @@ public enum DaemonRunner {
             return 1
         }
 
+        let journal: (Journal, JournalRecovery)?
+        do {
+            journal = try openJournal(options, state: state.directory, owner: daemonUID, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            auditLog.close(finalEvent: "start-failed", fields: ["pid": .number(JSONNumber(Int(getpid()))), "error": .string(AuditText.clip("\(error)"))])
+            return 1
+        }
+
         let services = DaemonServices(options: options, policy: policy, logger: logger, auditLog: auditLog, killSwitch: killSwitch)
         // Recorded before the first connection is accepted, so every record
         // about a request comes after the start it belongs to.
         let kill = services.killSwitch.current
         services.trail.daemonStarted(pid: getpid(), version: services.version, policy: policy, options: options, killSwitch: kill)
+        if let (_, recovery) = journal { services.trail.journalRecovered(recovery) }
         raiseDescriptorLimit(logger: logger)
         var configuration = EngineConfiguration(socketPath: options.socketPath)
         configuration.ioBackend = options.engine.ioBackend
@@ -88,6 +99,8 @@ public enum DaemonRunner {
         configuration.receiveBufferCount = options.engine.receiveBufferCount
         configuration.completionQueueEntries = options.engine.completionQueueEntries
         configuration.shutdownGracePeriod = .milliseconds(Int64(options.engine.shutdownGraceSeconds * 1000))
+        configuration.journal = journal?.0
+        configuration.journalHealthChanged = { [services] health in services.journalHealthChanged(health) }
         let engine: Engine<SecureOpsHandler>
         do {
             var engineLogger = Logger(label: "secureops.engine")
@@ -99,6 +112,9 @@ public enum DaemonRunner {
             logger.critical("cannot start: \(error)")
             services.trail.daemonFailedToStart(error: "\(error)")
             return 1
+        }
+        if let damage = journal?.1.damage {
+            services.publishOwnAlert(.critical, message: "journal damaged: \(damage); alerts before the damage are not replayed")
         }
         if kill.killed {
             logger.warning("kill switch is tripped (\(kill.reason.map(Printable.escape) ?? "no reason")); it stays tripped until 'secureopsd reset-kill'")
@@ -128,6 +144,30 @@ public enum DaemonRunner {
         services.trail.daemonStopped(signal: received, uptimeSeconds: services.uptimeSeconds)
         logger.notice("secureopsd stopped")
         return 0
+    }
+
+    /// Opens (and recovers) `<state dir>/journal`; nil with `--no-journal`.
+    /// A journal that cannot be opened stops the start: the daemon does not
+    /// quietly run without the durability it was asked for.
+    private static func openJournal(_ options: DaemonOptions, state: OpenedDirectory, owner: UInt32, logger: Logger) throws -> (Journal, JournalRecovery)? {
+        guard let configuration = options.journal else {
+            logger.notice("no journal (--no-journal): alerts live in memory only and a restart begins a new stream")
+            return nil
+        }
+        let directory = try StateDirectory.openSubdirectory("journal", in: state, owner: owner)
+        let (journal, recovery) = try Journal.open(in: directory, configuration: configuration) { StreamEpoch.random().rawValue }
+        if recovery.createdNewStream && recovery.damage == nil {
+            logger.notice("journal: new stream \(StreamEpoch(rawValue: journal.epoch)) in \(directory.path)")
+        } else if recovery.damage == nil {
+            logger.info("journal: stream \(StreamEpoch(rawValue: journal.epoch)) continues at sequence \(journal.nextSequence) (\(recovery.records) alerts in \(recovery.segments) segments)")
+        }
+        if recovery.tornTailBytesCut > 0 {
+            logger.warning("journal: cut \(recovery.tornTailBytesCut) bytes of an interrupted write from its end (\(recovery.tornTailReason ?? "")); every whole alert before them is kept")
+        }
+        if let damage = recovery.damage {
+            logger.error("journal: \(damage)")
+        }
+        return (journal, recovery)
     }
 
     /// Raises the soft descriptor limit to the hard one: every connection

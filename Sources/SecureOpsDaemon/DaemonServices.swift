@@ -126,6 +126,32 @@ public final class DaemonServices: Sendable {
         }
     }
 
+    /// Broadcasts one of the daemon's own alerts (source `secureopsd`,
+    /// origin the daemon's uid and pid). Returns its sequence, 0 when the
+    /// engine has stopped.
+    @discardableResult
+    func publishOwnAlert(_ severity: Severity, message: String, details: JSONValue? = nil) -> UInt64 {
+        guard let engine else { return 0 }
+        let alert = AlertInput(severity: severity, source: Self.reservedSource, message: message, details: details.map { RawJSON($0) })
+        let origin = AlertOrigin(uid: daemonUID, pid: getpid())
+        return (try? engine.publish { sequence, milliseconds, writer in
+            AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, origin: origin, into: &writer)
+        }) ?? 0
+    }
+
+    /// The journal's writes started failing or work again: one alert each
+    /// way, so whoever watches alerts learns that they are not on disk.
+    func journalHealthChanged(_ health: JournalHealth) {
+        switch health {
+        case .failing(let why):
+            trail.journalFailing(error: why)
+            publishOwnAlert(.critical, message: "journal writes are failing: alerts still reach subscribers but are not on disk (\(why))")
+        case .healthy:
+            trail.journalRecovered()
+            publishOwnAlert(.info, message: "journal writes work again")
+        }
+    }
+
     /// The engine limits a policy implies.
     func engineLimits(for policy: Policy) -> EngineLimits {
         var limits = EngineLimits()

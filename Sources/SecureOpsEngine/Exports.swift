@@ -2,3 +2,5 @@
 // `import SecureOpsEngine` brings both.
 @_exported import SecureOpsJSON
 @_exported import SecureOpsWire
+// `EngineConfiguration.journal` takes an opened `Journal`.
+@_exported import SecureOpsJournal

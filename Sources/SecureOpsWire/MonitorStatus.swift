@@ -36,6 +36,8 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
     public var readingPaused: Int?
     /// Request frames received since start.
     public var framesReceived: Int?
+    /// The journal on disk; absent when the daemon keeps none.
+    public var journal: JournalReport?
 
     public init(
         running: Bool, killed: Bool, killReason: String?, uptimeSecs: Double, pid: Int32, version: String,
@@ -62,7 +64,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         case alertsPublished, alertsRetained, lastSequence, lagEvents, policyVersion
         case connectionCapacity, lagDisconnects, slowDisconnects, completionQueueOverflows
         case receiveBufferExhaustions, malformedFrames, oversizedFrames, connectionsRefused, ioUring
-        case epoch, frameTimeouts, readingPaused, framesReceived, ioBackend
+        case epoch, frameTimeouts, readingPaused, framesReceived, ioBackend, journal
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -94,5 +96,36 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         try c.encodeIfPresent(frameTimeouts, forKey: .frameTimeouts)
         try c.encodeIfPresent(readingPaused, forKey: .readingPaused)
         try c.encodeIfPresent(framesReceived, forKey: .framesReceived)
+        try c.encodeIfPresent(journal, forKey: .journal)
+    }
+}
+
+/// `status.journal`: where the alert journal stands (docs/WIRE.md).
+public struct JournalReport: Sendable, Equatable, Codable {
+    /// False while writes fail (a full or failing disk): alerts still reach
+    /// subscribers, `publish` replies say `"persisted":false`.
+    public var healthy: Bool
+    /// `always`, `interval` or `none`.
+    public var sync: String
+    /// Every alert up to this sequence has been written or failed to be.
+    public var persistedThrough: UInt64
+    /// The oldest alert the journal still holds.
+    public var firstSequence: UInt64
+    public var segments: Int
+    public var bytes: Int
+    /// Alerts that could not be written since the daemon started.
+    public var failedAlerts: Int
+    /// Why writes fail, while they do (for operators; others see that they fail).
+    public var lastError: String?
+
+    public init(healthy: Bool, sync: String, persistedThrough: UInt64, firstSequence: UInt64, segments: Int, bytes: Int, failedAlerts: Int, lastError: String?) {
+        self.healthy = healthy
+        self.sync = sync
+        self.persistedThrough = persistedThrough
+        self.firstSequence = firstSequence
+        self.segments = segments
+        self.bytes = bytes
+        self.failedAlerts = failedAlerts
+        self.lastError = lastError
     }
 }

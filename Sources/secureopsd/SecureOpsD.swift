@@ -15,6 +15,7 @@ struct SecureOpsD: ParsableCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 extension IOBackendChoice: ExpressibleByArgument {}
+extension JournalSyncPolicy: ExpressibleByArgument {}
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the daemon in the foreground (the default).")
@@ -58,7 +59,27 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("io-backend"), help: "auto (io_uring where it can be set up, else epoll), io_uring or epoll.")
     var ioBackend: IOBackendChoice = .auto
 
+    @Option(name: .customLong("journal-sync"), help: "always (a publish is answered after fsync; one fsync per batch), interval (fsync every --journal-sync-interval; survives a crash of the daemon, a power loss may lose the last interval) or none.")
+    var journalSync: JournalSyncPolicy = .interval
+
+    @Option(name: .customLong("journal-sync-interval"), help: "Milliseconds between fsyncs with --journal-sync interval.")
+    var journalSyncInterval: Int = 100
+
+    @Option(name: .customLong("journal-max-bytes"), help: "Journal retention by size (bytes, or with K, M, G): the oldest segment is dropped first.")
+    var journalMaxBytes: String = "1G"
+
+    @Option(name: .customLong("journal-max-age"), help: "Journal retention by age (seconds, or with s, m, h, d).")
+    var journalMaxAge: String = "7d"
+
+    @Flag(name: .customLong("no-journal"), help: "Keep alerts in memory only: a restart begins a new stream.")
+    var noJournal = false
+
     func validate() throws {
+        guard journalSyncInterval > 0 else { throw ValidationError("--journal-sync-interval must be at least 1 (milliseconds)") }
+        guard let bytes = Self.size(journalMaxBytes), bytes >= 1 << 20 else { throw ValidationError("--journal-max-bytes must be a size of at least 1M, like 512M or 2G") }
+        _ = bytes
+        guard let age = Self.seconds(journalMaxAge), age > 0 else { throw ValidationError("--journal-max-age must be a duration, like 3600, 12h or 7d") }
+        _ = age
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 0660") }
         guard reservedConnections >= 0 else { throw ValidationError("--reserved-connections must be 0 or more") }
         guard receiveBuffers > 0 && receiveBuffers & (receiveBuffers - 1) == 0 && receiveBuffers <= 32768 else {
@@ -81,14 +102,44 @@ struct Serve: ParsableCommand {
         tuning.receiveBufferCount = receiveBuffers
         tuning.completionQueueEntries = completionQueueEntries
         tuning.ioBackend = ioBackend
-        let options = DaemonOptions(
+        var options = DaemonOptions(
             socketPath: socket ?? WireDefaults.socketPath(),
             socketMode: UInt32(socketMode, radix: 8)!,
             stateDirectory: stateDir ?? DaemonOptions.defaultStateDirectory(),
             policyPath: policy ?? DaemonOptions.defaultPolicyPath(),
             logLevel: logLevel, engine: tuning)
+        if noJournal {
+            options.journal = nil
+        } else {
+            var journal = JournalConfiguration()
+            journal.syncPolicy = journalSync
+            journal.syncIntervalMilliseconds = journalSyncInterval
+            journal.maxBytes = Self.size(journalMaxBytes)!
+            journal.maxAgeSeconds = Self.seconds(journalMaxAge)!
+            options.journal = journal
+        }
         let status = DaemonRunner.run(options)
         if status != 0 { throw ExitCode(status) }
+    }
+}
+
+extension Serve {
+    /// "1048576", "512K", "64M", "1G".
+    static func size(_ text: String) -> Int? {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        if let unit = text.last.flatMap({ units[Character($0.uppercased())] }) {
+            return Int(text.dropLast()).flatMap { $0.multipliedReportingOverflow(by: unit).overflow ? nil : $0 * unit }
+        }
+        return Int(text)
+    }
+
+    /// "3600", "45s", "30m", "12h", "7d".
+    static func seconds(_ text: String) -> Int? {
+        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let unit = text.last.flatMap({ units[$0] }) {
+            return Int(text.dropLast()).map { $0 * unit }
+        }
+        return Int(text)
     }
 }
 

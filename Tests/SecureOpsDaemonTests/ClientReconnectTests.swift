@@ -57,8 +57,8 @@ struct ClientReconnectTests {
         let status = try await waiting.value
         #expect(status.pid == daemon.pid && status.pid != firstPID)
         #expect(client.connectionState == .connected)
-        // The new daemon numbers its alerts from 1 again.
-        #expect(try await client.publish(AlertInput(severity: .low, source: "t", message: "after")) == 1)
+        // The journal kept the stream: numbering goes on.
+        #expect(try await client.publish(AlertInput(severity: .low, source: "t", message: "after")) == 2)
     }
 
     @Test func reconnectingGivesUpAfterMaximumAttemptsAndEveryCallSaysSo() async throws {
@@ -128,9 +128,10 @@ struct ClientReconnectTests {
 
     /// The events a demanding consumer sees while the daemon is down:
     /// `disconnected`, one `reconnecting` per attempt (numbered from 1),
-    /// then `restarted` with the new run's epoch, then its alerts.
+    /// then, from a daemon without its journal (`--no-journal`, or one lost
+    /// or reset), `restarted` with the new run's epoch, then its alerts.
     @Test func aReconnectingSubscriptionReportsTheLossEachAttemptAndTheRestart() async throws {
-        let daemon = try DaemonProcess()
+        let daemon = try DaemonProcess(extraArguments: ["--no-journal"])
         let client = try await SecureOpsAsyncClient.connect(to: daemon.socketPath)
         let subscription = try await client.subscribe(since: 0, reconnect: Self.quick)
         let firstEpoch = try #require(subscription.initialEpoch)
@@ -167,6 +168,41 @@ struct ClientReconnectTests {
         #expect(alert.sequence == 1 && alert.message == "new run")
         subscription.cancel()
         #expect(try await iterator.next() == nil)
+    }
+
+    /// A subscriber with reconnect while the daemon is killed (-9) in the
+    /// middle of a stream of alerts and started again: it gets every alert
+    /// a publisher was answered for, once each, in order, and no restart,
+    /// because the journal kept the stream and subscribers only ever see
+    /// what the journal has.
+    @Test func aSubscriberThroughAKill9MidStreamGetsEveryAnsweredAlertOnce() async throws {
+        let daemon = try DaemonProcess()
+        let client = try await SecureOpsAsyncClient.connect(to: daemon.socketPath)
+        let subscription = try await client.subscribe(since: 0, reconnect: Self.quick)
+        var iterator = subscription.makeAsyncIterator()
+        let before = BackgroundPublisher(socket: daemon.socketPath, prefix: "before-")
+        #expect(await eventually { before.sequences.count >= 2000 })
+        try daemon.stop(signal: SIGKILL)
+        try daemon.restart()
+        let after = BackgroundPublisher(socket: daemon.socketPath, prefix: "after-")
+        #expect(await eventually { after.sequences.count >= 500 })
+        let answered = before.sequences + after.sequences.prefix(500)
+        let last = try #require(answered.max())
+
+        var received: [UInt64] = []
+        var events: [String] = []
+        while received.last ?? 0 < last, let event = try await iterator.next() {
+            switch event {
+            case .alert(let alert): received.append(alert.sequence)
+            case .restarted: events.append("restarted")
+            case .lagged(let skipped, _): events.append("lagged \(skipped)")
+            default: break
+            }
+        }
+        #expect(!events.contains("restarted") && !events.contains { $0.hasPrefix("lagged") }, "\(events)")
+        #expect(received == Array(1...last), "every alert once, in order, up to the last answered")
+        #expect(Set(answered).isSubset(of: Set(received)))
+        subscription.cancel()
     }
 
     @Test func aSubscriptionGivesUpAfterMaximumAttemptsAndThrowsReconnectFailed() async throws {

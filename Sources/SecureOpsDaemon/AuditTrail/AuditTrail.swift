@@ -70,6 +70,33 @@ public final class AuditTrail: Sendable {
         ])
     }
 
+    /// What opening the journal found, when it cut or moved anything.
+    func journalRecovered(_ recovery: JournalRecovery) {
+        if recovery.tornTailBytesCut > 0 {
+            log.recordDurably("journal-torn-tail", [
+                "bytesCut": .number(JSONNumber(recovery.tornTailBytesCut)),
+                "reason": .string(AuditText.clip(recovery.tornTailReason ?? "")),
+            ])
+        }
+        if let damage = recovery.damage {
+            log.recordDurably("journal-damaged", [
+                "segment": .string(damage.segment), "offset": .number(JSONNumber(damage.offset)),
+                "reason": .string(AuditText.clip(damage.reason)),
+                "lastIntactSequence": damage.lastIntactSequence.map { .number(JSONNumber(Int($0))) } ?? .null,
+                "movedTo": .string(damage.movedAsideTo),
+            ])
+        }
+    }
+
+    func journalFailing(error: String) {
+        logger.error("journal writes are failing", metadata: ["error": "\(error)"])
+        log.record("journal-failing", ["error": .string(AuditText.clip(error))])
+    }
+
+    func journalRecovered() {
+        log.record("journal-recovered", [:])
+    }
+
     func daemonFailedToStart(error: String) {
         log.close(finalEvent: "start-failed", fields: ["pid": .number(JSONNumber(Int(getpid()))), "error": .string(AuditText.clip(error))])
     }

@@ -27,3 +27,15 @@ struct DaemonStatus: Encodable {
         try c.encode(auditLog.lost, forKey: .auditLogLost)
     }
 }
+
+extension JournalReport {
+    /// `detailed` for operators: the error text may name paths.
+    init(_ status: JournalStatus, detailed: Bool) {
+        var lastError: String?
+        if case .failing(let why) = status.health { lastError = detailed ? why : "writes are failing (details for operators)" }
+        self.init(
+            healthy: status.health == .healthy, sync: status.syncPolicy.rawValue, persistedThrough: status.through,
+            firstSequence: status.storage.firstSequence, segments: status.storage.segments, bytes: status.storage.bytes,
+            failedAlerts: status.failedRecords, lastError: lastError)
+    }
+}

@@ -178,7 +178,9 @@ public final class SecureOpsHandler: RequestHandler {
 
     /// Publishes with the publisher's kernel credentials as `origin`, so
     /// nobody can pass an alert off as someone else's; the daemon's own
-    /// source name is not for peers.
+    /// source name is not for peers. The reply waits until the journal has
+    /// the alert; `"persisted":false` says it could not be written (the
+    /// alert still reached every subscriber).
     private func publish(_ alert: AlertInput, context: RequestContext) throws -> Reply {
         guard !alert.source.isEmpty else { throw PublishError("alert.source: must not be empty") }
         guard !alert.message.isEmpty else { throw PublishError("alert.message: must not be empty") }
@@ -189,11 +191,16 @@ public final class SecureOpsHandler: RequestHandler {
         let sequence = context.publish { sequence, milliseconds, writer in
             AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, origin: origin, into: &writer)
         }
-        OkFrame.write(into: &context.response) { writer in
-            writer.key("sequence")
-            writer.uint(sequence)
+        return .respondWhenPersisted(sequence: sequence) { sequence, persistence, writer in
+            OkFrame.write(into: &writer) { writer in
+                writer.key("sequence")
+                writer.uint(sequence)
+                if case .notPersisted = persistence {
+                    writer.key("persisted")
+                    writer.bool(false)
+                }
+            }
         }
-        return .respond
     }
 
     /// At most `WireDefaults.alertsLimitMaximum` alerts and
@@ -258,6 +265,7 @@ public final class SecureOpsHandler: RequestHandler {
         status.frameTimeouts = statistics.frameTimeouts
         status.readingPaused = statistics.readingPaused
         status.framesReceived = statistics.framesReceived
+        status.journal = statistics.journal.map { JournalReport($0, detailed: detailed) }
         var auditLog = services.trail.health
         if !detailed { auditLog.lastError = auditLog.lastError.map { _ in "writes are failing (details for operators)" } }
         return DaemonStatus(status, auditLog: auditLog)

@@ -55,16 +55,8 @@ extension DaemonServices {
         ]
         if alreadyTripped { members.members.append(.init(key: "alreadyTripped", value: .bool(true))) }
         let what = alreadyTripped ? "kill requested again (switch already tripped)" : "kill switch tripped"
-        let alert = AlertInput(
-            severity: .critical, source: DaemonServices.reservedSource,
-            message: reason.map { "\(what): \($0)" } ?? what,
-            details: RawJSON(.object(members)))
-        guard let engine else { return 0 }
-        let origin = AlertOrigin(uid: daemonUID, pid: getpid())
         // A kill arriving as the daemon stops is still recorded in the
         // audit log and runs onKill; only the broadcast has nowhere to go.
-        return (try? engine.publish { sequence, milliseconds, writer in
-            AlertFrame.write(sequence: sequence, timestampMilliseconds: milliseconds, alert: alert, origin: origin, into: &writer)
-        }) ?? 0
+        return publishOwnAlert(.critical, message: reason.map { "\(what): \($0)" } ?? what, details: .object(members))
     }
 }

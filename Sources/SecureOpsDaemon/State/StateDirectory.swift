@@ -45,4 +45,30 @@ public enum StateDirectory {
         }
         return Opened(directory: directory, tightenedFrom: tightenedFrom)
     }
+
+    /// `name` inside the state directory (the journal's), created 0700 if
+    /// missing; like the state directory, it must be the daemon user's own
+    /// and not writable by group or others. Checked on the descriptor it
+    /// was opened by, never by path.
+    public static func openSubdirectory(_ name: String, in parent: OpenedDirectory, owner: UInt32) throws(Failure) -> OpenedDirectory {
+        let path = parent.pathOf(name)
+        if mkdirat(parent.descriptor.raw, name, 0o700) != 0 && errno != EEXIST {
+            throw Failure(description: "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        let fd = openat(parent.descriptor.raw, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(String(cString: strerror(errno))) (a symbolic link or not a directory?)") }
+        let descriptor = FileDescriptor(adopting: fd)
+        let status: FileStatus
+        do { status = try descriptor.status(path: path) } catch { throw Failure(description: "\(error)") }
+        guard status.owner == owner else {
+            throw Failure(description: "\(path) is owned by uid \(status.owner), not the daemon's uid \(owner)")
+        }
+        guard !status.isWritableByGroupOrOthers else {
+            throw Failure(description: "\(path) has mode 0\(String(status.permissions, radix: 8)): group or others could delete or rewrite alerts; 'chmod 0700 \(path)'")
+        }
+        if status.permissions != 0o700 {
+            do { try descriptor.setMode(0o700, path: path) } catch { throw Failure(description: "\(error)") }
+        }
+        return OpenedDirectory(descriptor: descriptor, path: path, status: status)
+    }
 }

@@ -32,8 +32,12 @@
     @exclusivity(unchecked) private var chunks: [BroadcastChunk] = []
     let chunkPool: ChunkStoragePool
 
-    @_spi(Benchmarks) public init(maxFrames: Int, maxBytes: Int, chunkSize: Int = 256 * 1024) {
-        precondition(maxFrames > 0 && maxBytes > 0)
+    /// `nextSequence`: the sequence of the first frame appended (a stream
+    /// kept in a journal continues where it stopped).
+    @_spi(Benchmarks) public init(maxFrames: Int, maxBytes: Int, chunkSize: Int = 256 * 1024, nextSequence: UInt64 = 1) {
+        precondition(maxFrames > 0 && maxBytes > 0 && nextSequence > 0)
+        firstSequence = nextSequence
+        self.nextSequence = nextSequence
         self.maxFrames = maxFrames
         self.maxBytes = maxBytes
         self.chunkSize = chunkSize

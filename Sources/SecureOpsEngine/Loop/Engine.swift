@@ -22,10 +22,11 @@ import Synchronization
 public final class Engine<Handler: RequestHandler>: Sendable {
     public let configuration: EngineConfiguration
     /// Identifies this engine's broadcast stream: a random number drawn when
-    /// the engine is created. Sequences start at 1 in every engine, so a
-    /// client that reconnects compares epochs to tell "the same stream,
-    /// resume after my last sequence" from "a new stream (the server
-    /// restarted), start from its beginning". Also on `RequestContext`.
+    /// the engine is created, or the journal's (`EngineConfiguration.journal`),
+    /// whose stream continues across restarts. A client that reconnects
+    /// compares epochs to tell "the same stream, resume after my last
+    /// sequence" from "a new stream, start from its beginning". Also on
+    /// `RequestContext`.
     public let epoch: StreamEpoch
     private let logger: Logger
     private let counters = EngineCounters()
@@ -43,8 +44,13 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "secureops.engine")) throws(EngineError) {
         self.configuration = configuration
         self.logger = logger
-        inbox = try Inbox()
-        epoch = StreamEpoch.random()
+        if let journal = configuration.journal {
+            inbox = try Inbox(nextSequence: journal.nextSequence)
+            epoch = StreamEpoch(rawValue: journal.epoch)
+        } else {
+            inbox = try Inbox()
+            epoch = StreamEpoch.random()
+        }
     }
 
     /// Binds every listener, starts the loop thread and returns once it
@@ -127,7 +133,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
     }
 
     public var statistics: EngineStatistics {
-        counters.snapshot
+        counters.snapshot(journal: configuration.journal)
     }
 
     /// The IO backend serving, once started (see `IOBackendChoice`).
@@ -255,9 +261,22 @@ private struct LoopThreadStart<Handler: RequestHandler> {
             stopped.signal()
             return
         }
+        var journalWriter: JournalWriter?
+        if let journal = configuration.journal {
+            let inbox = self.inbox
+            do {
+                journalWriter = try JournalWriter(journal: journal) { progress in inbox.post(.journalProgress(progress)) }
+            } catch {
+                for listener in listeners { listener.close(logger: logger) }
+                _ = inbox.close()
+                startup.finish(.failure(.invalidState("could not start the journal writer: \(error)")))
+                stopped.signal()
+                return
+            }
+        }
         let loop = EventLoop(
             configuration: configuration, listeners: listeners, backend: backend, inbox: inbox,
-            counters: counters, logger: logger, connectionCapacity: capacity)
+            counters: counters, logger: logger, connectionCapacity: capacity, journalWriter: journalWriter)
         loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop, epoch: epoch)
         startup.finish(.success(Started(backend: serving, listeners: listeners.map(\.address))))
         loop.run()

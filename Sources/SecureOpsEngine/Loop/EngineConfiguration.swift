@@ -71,6 +71,18 @@ public struct EngineConfiguration: Sendable {
     public var shutdownGracePeriod = Duration.seconds(5)
     /// Name of the loop thread, as `top -H` shows it (at most 15 bytes).
     public var threadName = "secureops-ring"
+    /// Where the broadcast stream is kept on disk, opened (and recovered)
+    /// by the caller; nil keeps it in memory only. With a journal the
+    /// stream outlives the process: the engine takes its epoch and next
+    /// sequence from it, starts with its newest frames retained for
+    /// `since` and replay, writes every frame to it on a thread of its own,
+    /// and holds a `respondWhenPersisted` reply until its frame is written
+    /// (docs/DESIGN.md, "The journal").
+    public var journal: Journal?
+    /// Called on the loop thread when the journal's writes start failing
+    /// (a full or failing disk) and when they work again. Frames still
+    /// reach subscribers meanwhile; they are not on disk.
+    public var journalHealthChanged: (@Sendable (JournalHealth) -> Void)?
 
     /// Listens on one Unix socket at `socketPath` (at most 107 bytes).
     public init(socketPath: String) {

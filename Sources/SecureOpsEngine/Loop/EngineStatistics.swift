@@ -1,7 +1,29 @@
 import Synchronization
+import SecureOpsSystem
+import SecureOpsJournal
 
 /// A snapshot of the engine's counters.
+/// How the journal is doing (`EngineStatistics.journal`).
+public struct JournalStatus: Sendable, Equatable {
+    public var health: JournalHealth = .healthy
+    public var syncPolicy: JournalSyncPolicy
+    /// Every frame up to this sequence has been written (and synced per
+    /// the policy), or failed to be.
+    public var through: UInt64 = 0
+    /// Frames that could not be written since the engine started.
+    public var failedRecords = 0
+    /// Segments, bytes and sequences on disk now.
+    public var storage: JournalStatistics
+
+    public init(syncPolicy: JournalSyncPolicy, storage: JournalStatistics) {
+        self.syncPolicy = syncPolicy
+        self.storage = storage
+    }
+}
+
 public struct EngineStatistics: Sendable, Equatable {
+    /// The journal's state; nil when the engine has none.
+    public var journal: JournalStatus?
     /// Connections open now (admitted or being refused).
     public var connections = 0
     /// Connections the engine may hold at once.
@@ -53,6 +75,18 @@ final class EngineCounters: Sendable {
     let acceptErrors = Atomic<Int>(0)
     let offloadsInFlight = Atomic<Int>(0)
     let readingPaused = Atomic<Int>(0)
+    /// Set by the loop as the journal writer reports; nil without a journal.
+    let journal = Locked<JournalStatus?>(nil)
+
+    /// The counters, and the journal's state when there is one.
+    func snapshot(journal: Journal?) -> EngineStatistics {
+        var statistics = snapshot
+        if let journal {
+            statistics.journal = self.journal.withLock { $0 }
+            statistics.journal?.storage = journal.statistics
+        }
+        return statistics
+    }
 
     var snapshot: EngineStatistics {
         EngineStatistics(

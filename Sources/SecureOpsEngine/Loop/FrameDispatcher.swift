@@ -53,6 +53,17 @@ final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
             }
         case .offload(let work):
             result = loop.offload(work, for: connection, requestID: requestID)
+        case .respondWhenPersisted(let sequence, let write):
+            if loop.journalWriter == nil {
+                context.response.reset()
+                write(sequence, .noJournal, &context.response)
+                result = context.response.bytes.withUnsafeBytes { bytes in
+                    loop.deliver(bytes, to: connection, requestID: requestID, subscribeAt: subscribeAt, closeAfterwards: false)
+                }
+            } else {
+                assert(subscribeAt == nil, "a reply that waits for the journal does not start a subscription")
+                result = loop.awaitPersistence(of: sequence, write: write, for: connection, requestID: requestID)
+            }
         }
         context.end()
         return result

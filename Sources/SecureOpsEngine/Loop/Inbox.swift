@@ -28,7 +28,10 @@ final class Inbox: Sendable {
     let eventFD: Int32
     private let loopThread = Atomic<UInt>(0)
 
-    init() throws(EngineError) {
+    /// `nextSequence`: the sequence the first published frame gets (a
+    /// journal's stream continues where it stopped).
+    init(nextSequence: UInt64 = 1) throws(EngineError) {
+        state.withLock { $0.nextSequence = nextSequence }
         let fd = cs_eventfd()
         guard fd >= 0 else { throw .socketSetup(operation: "eventfd()", path: "(wake-up)", errno: -fd) }
         eventFD = fd
@@ -135,6 +138,8 @@ enum InboxMessage: Sendable {
     case offloadFinished(ConnectionID, requestID: UInt64, reply: OffloadOutcome)
     case updateLimits(EngineLimits)
     case reviewConnections
+    /// The journal writer dealt with records up to `progress.through`.
+    case journalProgress(JournalProgress)
     case shutdown
 }
 

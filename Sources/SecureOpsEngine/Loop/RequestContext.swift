@@ -80,9 +80,13 @@ public final class RequestContext {
     ) -> Bool {
         loop.absorbPublishedFrames()
         let ring = loop.broadcast
-        guard limit > 0, !ring.isEmpty else { return false }
-        let oldestWanted = max(ring.firstSequence, ring.nextSequence - UInt64(min(limit, ring.count)))
-        var first = ring.nextSequence - 1
+        // Everything retained, including frames the journal does not have
+        // yet (unlike subscriptions, see `EventLoop.sendableEnd`): a client
+        // that publishes then asks for `alerts` finds its own alert.
+        let end = ring.nextSequence
+        guard limit > 0, end > ring.firstSequence else { return false }
+        let oldestWanted = max(ring.firstSequence, end - UInt64(min(limit, Int(end - ring.firstSequence))))
+        var first = end - 1
         var bytes = ring.frame(first).count
         while first > oldestWanted {
             let size = ring.frame(first - 1).count
@@ -91,7 +95,7 @@ public final class RequestContext {
             first -= 1
         }
         var sequence = first
-        while sequence < ring.nextSequence {
+        while sequence < end {
             body(sequence, ring.frame(sequence))
             sequence += 1
         }
@@ -101,6 +105,6 @@ public final class RequestContext {
     /// The engine's counters right now.
     public var statistics: EngineStatistics {
         loop.absorbPublishedFrames()
-        return loop.counters.snapshot
+        return loop.counters.snapshot(journal: loop.configuration.journal)
     }
 }

@@ -196,6 +196,27 @@ public enum Reply: Sendable {
     /// requests run one at a time, in order: a client that pipelines many
     /// holds one pool thread, not all of them.
     case offload(@Sendable () throws -> OffloadedReply)
+    /// Send the reply `write` writes once the journal has the frame with
+    /// `sequence` (from `RequestContext.publish`) on disk, or could not put
+    /// it there; at once, with `.noJournal`, when the engine keeps no
+    /// journal. Later replies on the connection wait behind it. `write`
+    /// runs on the loop thread; a closure that captures nothing costs no
+    /// allocation.
+    case respondWhenPersisted(sequence: UInt64, write: PersistedReplyWriter)
+}
+
+/// Writes a reply once the journal has dealt with its frame.
+public typealias PersistedReplyWriter = @Sendable (_ sequence: UInt64, _ persistence: Persistence, _ writer: inout JSONWriter) -> Void
+
+/// Whether a published frame reached the journal.
+public enum Persistence: Sendable, Equatable {
+    /// Written, and synced as the journal's policy asks.
+    case persisted
+    /// Not written (a full or failing disk); the text says why. The frame
+    /// still went to every subscriber.
+    case notPersisted(String)
+    /// The engine keeps no journal.
+    case noJournal
 }
 
 /// The encoded reply of an offloaded handler.

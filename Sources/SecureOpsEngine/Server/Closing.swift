@@ -45,7 +45,7 @@ extension EventLoop {
               connection.replies.isEmpty,
               connection.send == nil,
               (connection.output?.count ?? 0) == 0,
-              !connection.isSubscribed || connection.cursor >= broadcast.nextSequence
+              !connection.isSubscribed || connection.cursor >= sendableEnd
         else { return }
         beginClose(connection)
     }

@@ -84,7 +84,7 @@ final class Connection {
     /// Whether its replies or offloaded requests are at their limits, so no
     /// further frame of it may be handled now.
     func isOverLimits(_ limits: EngineLimits) -> Bool {
-        pendingOutputBytes > limits.maxPendingOutputBytes || replies.outstandingOffloads >= limits.maxPendingRequests
+        pendingOutputBytes > limits.maxPendingOutputBytes || replies.unanswered >= limits.maxPendingRequests
     }
 }
 

@@ -2,6 +2,7 @@ import CSecureOpsSystem
 import Dispatch
 import Glibc
 import Logging
+import SecureOpsJournal
 import SecureOpsSystem
 
 /// The loop thread's world: the listeners, every connection, the broadcast
@@ -69,11 +70,33 @@ final class EventLoop: IOEvents {
     @exclusivity(unchecked) private var takenFrameBytes: [UInt8] = []
     @exclusivity(unchecked) private var takenFrameLengths: [Int] = []
 
+    /// Writes every broadcast frame to the journal; nil without one.
+    let journalWriter: JournalWriter?
+    /// Replies waiting for the journal, in sequence order, from
+    /// `persistenceHead` on (`Reply.respondWhenPersisted`).
+    @exclusivity(unchecked) var persistenceWaiters: [PersistenceWaiter] = []
+    @exclusivity(unchecked) var persistenceHead = 0
+    @exclusivity(unchecked) var journalHealth = JournalHealth.healthy
+    /// The newest frame the journal has dealt with (written, or failed to
+    /// be): with a journal, subscribers get frames only up to here.
+    @exclusivity(unchecked) var journaledThrough: UInt64 = 0
+
+    /// The end (exclusive) of the frames that may go out to subscribers and
+    /// `alerts`: all of the ring without a journal; with one, only what the
+    /// journal has dealt with, so no subscriber ever sees a frame a crash
+    /// could take back and a restarted engine number again (a consumer sees
+    /// what is committed, as Kafka's high watermark has it).
+    @inline(__always)
+    var sendableEnd: UInt64 {
+        journalWriter == nil ? broadcast.nextSequence : min(broadcast.nextSequence, journaledThrough + 1)
+    }
+
     init(
         configuration: EngineConfiguration, listeners: [Listener], backend: IOBackend, inbox: Inbox,
-        counters: EngineCounters, logger: Logger, connectionCapacity: Int
+        counters: EngineCounters, logger: Logger, connectionCapacity: Int, journalWriter: JournalWriter? = nil
     ) {
         self.configuration = configuration
+        self.journalWriter = journalWriter
         limits = configuration.limits
         self.logger = logger
         self.counters = counters
@@ -83,9 +106,20 @@ final class EventLoop: IOEvents {
         acceptStates = Array(repeating: .idle, count: listeners.count)
         self.connectionCapacity = connectionCapacity
         sendOperations = SendOperationPool(limit: connectionCapacity)
+        let retained = Self.newestJournalFrames(configuration, logger: logger)
         broadcast = BroadcastRing(
             maxFrames: limits.retainedFrames, maxBytes: limits.retainedBytes,
-            chunkSize: max(256 << 10, 4 * limits.maxBytesPerSend))
+            chunkSize: max(256 << 10, 4 * limits.maxBytesPerSend),
+            nextSequence: retained.first?.sequence ?? configuration.journal?.nextSequence ?? 1)
+        let ring = broadcast
+        for record in retained { record.payload.withUnsafeBytes { ring.append($0) } }
+        journaledThrough = ring.nextSequence - 1
+        if let journal = configuration.journal {
+            counters.journal.withLock { $0 = JournalStatus(syncPolicy: journal.configuration.syncPolicy, storage: journal.statistics) }
+            counters.broadcastRetained.store(broadcast.count, ordering: .relaxed)
+            counters.broadcastRetainedBytes.store(broadcast.retainedBytes, ordering: .relaxed)
+            counters.lastSequence.store(broadcast.lastSequence, ordering: .relaxed)
+        }
         offloadQueue = DispatchQueue(label: "secureops.offload", attributes: .concurrent)
         now = SystemClock.monotonicNanoseconds()
         counters.connectionCapacity.store(connectionCapacity, ordering: .relaxed)
@@ -138,6 +172,8 @@ final class EventLoop: IOEvents {
                 beginShutdown()
             case .reviewConnections:
                 reviewConnections()
+            case .journalProgress(let progress):
+                journalProgressed(progress)
             }
         }
         takenMessages.removeAll(keepingCapacity: true)
@@ -152,6 +188,11 @@ final class EventLoop: IOEvents {
 
     private func appendTakenFrames() {
         guard !takenFrameLengths.isEmpty else { return }
+        if let journalWriter {
+            journalWriter.submit(JournalBatch(
+                firstSequence: broadcast.nextSequence, timestampMilliseconds: SystemClock.realtimeMilliseconds(),
+                payloads: takenFrameBytes, lengths: takenFrameLengths))
+        }
         takenFrameBytes.withUnsafeBytes { bytes in
             var offset = 0
             for length in takenFrameLengths {
@@ -165,7 +206,9 @@ final class EventLoop: IOEvents {
         counters.lastSequence.store(broadcast.lastSequence, ordering: .relaxed)
         takenFrameBytes.removeAll(keepingCapacity: true)
         takenFrameLengths.removeAll(keepingCapacity: true)
-        broadcastAdvanced = true
+        // With a journal, subscribers get the frames once it has them
+        // (`journalProgressed`).
+        if journalWriter == nil { broadcastAdvanced = true }
     }
 
     private func apply(_ newLimits: EngineLimits) {
@@ -340,6 +383,10 @@ final class EventLoop: IOEvents {
         if !leftovers.isEmpty {
             logger.debug("dropping \(leftovers.count) inbox messages at shutdown")
         }
+        // Frames published up to the close go to the journal too; the
+        // writer writes and syncs everything before it stops.
+        absorbPublishedFrames()
+        journalWriter?.stop()
         backend.shutDown(events: self)
         for index in listeners.indices {
             listeners[index]?.close(logger: logger)

@@ -150,7 +150,7 @@ extension EventLoop {
     /// subscriber keeps streaming until it hangs up; anyone else gets its
     /// replies, then the connection closes.
     func peerFinishedSending(_ connection: Connection) {
-        if connection.isSubscribed && connection.replies.outstandingOffloads == 0 {
+        if connection.isSubscribed && connection.replies.unanswered == 0 {
             connection.readState = .stopped
             armHangupWatch(connection)
         } else {
@@ -212,7 +212,7 @@ extension EventLoop {
     func resumeReadingIfBelowLimits(_ connection: Connection) {
         guard case .paused(let peerFinished) = connection.readState, connection.state == .open else { return }
         guard connection.pendingOutputBytes <= limits.maxPendingOutputBytes / 2,
-              connection.replies.outstandingOffloads < max(1, limits.maxPendingRequests / 2) else { return }
+              connection.replies.unanswered < max(1, limits.maxPendingRequests / 2) else { return }
         connection.readState = .reading
         counters.readingPaused.add(-1, ordering: .relaxed)
         if !connection.heldInput.isEmpty {

@@ -27,7 +27,7 @@ extension EventLoop {
         }
     }
 
-    private func release(_ bytes: UnsafeRawBufferPointer, to connection: Connection, subscribeAt: UInt64?, closeAfterwards: Bool) {
+    func release(_ bytes: UnsafeRawBufferPointer, to connection: Connection, subscribeAt: UInt64?, closeAfterwards: Bool) {
         appendOutput(bytes, to: connection)
         if let subscribeAt { activateSubscription(connection, cursor: subscribeAt) }
         if closeAfterwards {
@@ -121,7 +121,7 @@ extension EventLoop {
     /// gets, in request order, every reply that was ready and an error frame
     /// for each request that was not, instead of a bare end of stream.
     func abandonOffloads(of connection: Connection) {
-        guard connection.replies.outstandingOffloads > 0 else { return }
+        guard connection.replies.unanswered > 0 else { return }
         let grace = configuration.shutdownGracePeriod
         scratch.reset()
         dispatcher.writeError("shutting down: this request did not finish within the \(grace) grace period and was abandoned", into: &scratch)

@@ -1,5 +1,6 @@
 /// A connection's replies in request order (docs/DESIGN.md, invariant 3),
-/// and its offloaded requests, which run one at a time.
+/// its offloaded requests, which run one at a time, and its replies that
+/// wait for the journal to have their frame.
 ///
 /// A reply goes straight out unless an earlier request's offloaded reply is
 /// still outstanding; then it waits here until everything before it is
@@ -13,6 +14,12 @@ struct ReplyQueue {
     private(set) var waiting: [PendingReply] = []
     /// Offloaded requests not yet answered (running or queued).
     private(set) var outstandingOffloads = 0
+    /// Replies waiting for the journal (`Reply.respondWhenPersisted`).
+    private(set) var awaitingPersistence = 0
+
+    /// Requests read but not answered yet, whatever they wait for: what the
+    /// pending-request limit counts.
+    var unanswered: Int { outstandingOffloads + awaitingPersistence }
     /// The one of them on the pool now; the rest wait in `queued`.
     private(set) var running: RunningOffload?
     private(set) var queued: [QueuedOffload] = []
@@ -60,24 +67,45 @@ struct ReplyQueue {
     mutating func finish(
         _ requestID: UInt64, bytes: [UInt8], closeAfterwards: Bool
     ) -> (released: ArraySlice<PendingReply>, next: StartableOffload?) {
-        guard let index = waiting.firstIndex(where: { $0.requestID == requestID }) else {
-            preconditionFailure("an offloaded reply for request \(requestID), which is not outstanding")
-        }
-        precondition(!waiting[index].ready, "request \(requestID) answered twice")
         precondition(running?.requestID == requestID, "request \(requestID) finished but \(String(describing: running?.requestID)) was running")
         outstandingOffloads -= 1
         running = nil
+        let released = fill(requestID, bytes: bytes, closeAfterwards: closeAfterwards)
+        var next: StartableOffload?
+        if !queued.isEmpty {
+            next = start(queued.removeFirst())
+        }
+        return (released, next)
+    }
+
+    /// Holds the reply to `requestID` until the journal has its frame
+    /// (`persisted`); the replies after it wait behind it.
+    mutating func awaitPersistence(requestID: UInt64) {
+        waiting.append(PendingReply(requestID: requestID, ready: false, bytes: [], subscribeAt: nil, closeAfterwards: false))
+        awaitingPersistence += 1
+    }
+
+    /// The journal has the frame `requestID` waited for; its reply is
+    /// `bytes`. Returns the replies that may leave now, in order.
+    mutating func persisted(_ requestID: UInt64, bytes: [UInt8]) -> ArraySlice<PendingReply> {
+        precondition(awaitingPersistence > 0, "a persisted reply for request \(requestID) with none awaited")
+        awaitingPersistence -= 1
+        return fill(requestID, bytes: bytes, closeAfterwards: false)
+    }
+
+    /// Fills the held reply to `requestID` and releases the ready prefix.
+    private mutating func fill(_ requestID: UInt64, bytes: [UInt8], closeAfterwards: Bool) -> ArraySlice<PendingReply> {
+        guard let index = waiting.firstIndex(where: { $0.requestID == requestID }) else {
+            preconditionFailure("a reply for request \(requestID), which is not held")
+        }
+        precondition(!waiting[index].ready, "request \(requestID) answered twice")
         waiting[index].bytes = bytes
         waiting[index].closeAfterwards = closeAfterwards
         waiting[index].ready = true
         let releasable = waiting.prefix { $0.ready }.count
         let released = waiting[0..<releasable]
         waiting.removeFirst(releasable)
-        var next: StartableOffload?
-        if !queued.isEmpty {
-            next = start(queued.removeFirst())
-        }
-        return (released, next)
+        return released
     }
 
     /// The shutdown's grace period is over: the running offload is told to
@@ -91,6 +119,7 @@ struct ReplyQueue {
         let neverStarted = queued.count
         queued.removeAll()
         outstandingOffloads = 0
+        awaitingPersistence = 0
         for index in waiting.indices where !waiting[index].ready {
             waiting[index].bytes = errorFrame
             waiting[index].ready = true

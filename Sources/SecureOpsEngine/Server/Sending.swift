@@ -13,7 +13,7 @@ extension EventLoop {
         connection.cursor = cursor
         subscribers.add(connection)
         counters.subscribers.store(subscribers.count, ordering: .relaxed)
-        if cursor < broadcast.nextSequence { queueFlush(connection) }
+        if cursor < sendableEnd { queueFlush(connection) }
     }
 
     /// Ends a subscription the handler no longer allows: no frame after
@@ -37,7 +37,7 @@ extension EventLoop {
     /// send in flight continue from its completion.
     func scheduleSubscriberSends() {
         broadcastAdvanced = false
-        let head = broadcast.nextSequence
+        let head = sendableEnd
         for subscriber in subscribers.list where subscriber.send == nil && subscriber.cursor < head {
             startSend(subscriber)
         }
@@ -61,13 +61,14 @@ extension EventLoop {
             operation.add(output)
             connection.output = nil
         }
-        if connection.isSubscribed && connection.cursor < broadcast.nextSequence {
+        let head = sendableEnd
+        if connection.isSubscribed && connection.cursor < head {
             if connection.cursor < broadcast.firstSequence {
                 lagged(connection, operation: operation)
             }
             if connection.isSubscribed {
                 let budget = max(1, limits.maxBytesPerSend - operation.remainingBytes)
-                let end = broadcast.sendEnd(from: connection.cursor, maxBytes: budget)
+                let end = min(broadcast.sendEnd(from: connection.cursor, maxBytes: budget), head)
                 broadcast.forEachRange(from: connection.cursor, to: end) { chunk, range in
                     // Frames never span chunks and a send covers at most
                     // maxBytesPerSend ≤ chunkSize/4, so two ranges suffice.
@@ -144,7 +145,7 @@ extension EventLoop {
             finalizeIfIdle(connection)
         case .open, .draining:
             if (connection.output?.count ?? 0) > 0
-                || (connection.isSubscribed && connection.cursor < broadcast.nextSequence) {
+                || (connection.isSubscribed && connection.cursor < sendableEnd) {
                 startSend(connection)
             }
             resumeReadingIfBelowLimits(connection)

@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Logging
 import Testing
@@ -143,10 +144,17 @@ struct FakeServerError: Error, CustomStringConvertible {
 /// ```
 /// {"op":"echo","text":"a"}   -> {"echo":"a"}
 /// {"op":"later","text":"b"}  -> {"later":"b"}, from the Dispatch pool
+///                               once the test calls `finishLater()`
 /// {"op":"watch"}             -> {"watching":N}, then every broadcast frame
 /// {"op":"bye"}               -> {"bye":true}, then the connection closes
 /// ```
 final class TestHandler: RequestHandler {
+    /// Holds each `later` on the pool until the test lets one finish, so
+    /// when its reply arrives is the test's choice, not the pool's timing.
+    private let laterGate = DispatchSemaphore(value: 0)
+
+    func finishLater() { laterGate.signal() }
+
     struct Request: Decodable {
         var op: String
         var text: String?
@@ -166,7 +174,11 @@ final class TestHandler: RequestHandler {
             context.response.bytes += Self.echo(text).utf8
             return .respond
         case "later":
-            return .offload { OffloadedReply(bytes: Array(Self.later(text).utf8)) }
+            let gate = laterGate
+            return .offload {
+                gate.wait()
+                return OffloadedReply(bytes: Array(Self.later(text).utf8))
+            }
         case "watch":
             let next = context.subscribe(since: nil)
             context.response.bytes += Self.watching(next).utf8

@@ -1,0 +1,101 @@
+import Logging
+import SecureOpsJournal
+
+/// The journal's side of the loop (docs/DESIGN.md, "The journal"): every
+/// frame taken into the broadcast ring is handed to the `JournalWriter`
+/// (in `appendTakenFrames`), and a reply that must wait for its frame to be
+/// on disk waits here until the writer reports.
+extension EventLoop {
+    /// Holds the reply to `requestID` until the journal has dealt with
+    /// `sequence`. Returns true: the connection reads on (its pending-request
+    /// limit counts these replies).
+    func awaitPersistence(of sequence: UInt64, write: @escaping PersistedReplyWriter, for connection: Connection, requestID: UInt64) -> Bool {
+        assert(persistenceWaiters.last.map { $0.sequence <= sequence } ?? true, "replies wait for the journal in sequence order")
+        connection.replies.awaitPersistence(requestID: requestID)
+        persistenceWaiters.append(PersistenceWaiter(connection: connection.id, requestID: requestID, sequence: sequence, write: write))
+        pauseReadingIfOverLimits(connection)
+        return true
+    }
+
+    /// The writer dealt with frames up to `progress.through`: their replies
+    /// go out, saying whether each frame is on disk.
+    func journalProgressed(_ progress: JournalProgress) {
+        let failedNow = progress.failed.reduce(0) { $0 + Int($1.upperBound - $1.lowerBound + 1) }
+        counters.journal.withLock { status in
+            guard var updated = status else { return }
+            updated.health = progress.health
+            updated.through = max(updated.through, progress.through)
+            updated.failedRecords += failedNow
+            status = updated
+        }
+        if progress.health != journalHealth {
+            journalHealth = progress.health
+            switch progress.health {
+            case .healthy: logger.notice("journal writes work again")
+            case .failing(let why): logger.error("journal writes are failing; frames still reach subscribers but are not on disk", metadata: ["error": "\(why)"])
+            }
+            configuration.journalHealthChanged?(progress.health)
+        }
+        for dropped in progress.dropped {
+            logger.info("journal retention dropped a segment", metadata: [
+                "segment": "\(dropped.name)", "first": "\(dropped.firstSequence)", "last": "\(dropped.lastSequence)",
+            ])
+        }
+        guard progress.through > 0 else { return }
+        if progress.through > journaledThrough {
+            journaledThrough = progress.through
+            broadcastAdvanced = true
+        }
+        let reason = progress.failure.map { "\($0)" } ?? "the journal could not write it"
+        while persistenceHead < persistenceWaiters.count && persistenceWaiters[persistenceHead].sequence <= progress.through {
+            let waiter = persistenceWaiters[persistenceHead]
+            persistenceHead += 1
+            guard let connection = connections.lookup(waiter.connection),
+                  connection.state == .open || connection.state == .draining
+            else { continue }
+            scratch.reset()
+            waiter.write(waiter.sequence, progress.persisted(waiter.sequence) ? .persisted : .notPersisted(reason), &scratch)
+            let released = connection.replies.persisted(waiter.requestID, bytes: scratch.bytes)
+            for reply in released {
+                reply.bytes.withUnsafeBytes {
+                    release($0, to: connection, subscribeAt: reply.subscribeAt, closeAfterwards: reply.closeAfterwards)
+                }
+            }
+            resumeReadingIfBelowLimits(connection)
+            checkDrainComplete(connection)
+        }
+        if persistenceHead == persistenceWaiters.count {
+            persistenceWaiters.removeAll(keepingCapacity: true)
+            persistenceHead = 0
+        } else if persistenceHead > 4096 && persistenceHead * 2 > persistenceWaiters.count {
+            persistenceWaiters.removeFirst(persistenceHead)
+            persistenceHead = 0
+        }
+    }
+
+    /// What the ring starts with: the journal's newest frames within the
+    /// retention limits, the consecutive run that ends at its newest (the
+    /// ring holds no gaps).
+    static func newestJournalFrames(_ configuration: EngineConfiguration, logger: Logger) -> [JournalRecord] {
+        guard let journal = configuration.journal else { return [] }
+        do {
+            var records = try journal.newest(count: configuration.limits.retainedFrames, maxBytes: configuration.limits.retainedBytes)
+            if let gap = records.indices.dropFirst().last(where: { records[$0].sequence != records[$0 - 1].sequence + 1 }) {
+                records.removeFirst(gap)
+            }
+            guard records.last.map({ $0.sequence + 1 == journal.nextSequence }) ?? true else { return [] }
+            return records
+        } catch {
+            logger.error("could not read the journal's newest frames; the stream continues without them", metadata: ["error": "\(error)"])
+            return []
+        }
+    }
+}
+
+/// A reply waiting for the journal to have frame `sequence`.
+struct PersistenceWaiter {
+    let connection: ConnectionID
+    let requestID: UInt64
+    let sequence: UInt64
+    let write: PersistedReplyWriter
+}
