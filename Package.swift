@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SecureOpsEngine", targets: ["SecureOpsEngine"]),
         .library(name: "SecureOpsClient", targets: ["SecureOpsClient"]),
         .library(name: "SecureOpsEngineService", targets: ["SecureOpsEngineService"]),
+        .library(name: "SecureOpsForwarder", targets: ["SecureOpsForwarder"]),
         .executable(name: "secureopsd", targets: ["secureopsd"]),
         .executable(name: "secureops", targets: ["secureops"]),
         .executable(name: "secureops-bench", targets: ["secureops-bench"]),
@@ -47,6 +48,22 @@ let package = Package(
         .target(
             name: "CURing",
             linkerSettings: [.linkedLibrary("uring")]
+        ),
+        // The C surface of the NATS C client (Debian: libnats-dev).
+        .target(
+            name: "CNATS",
+            linkerSettings: [.linkedLibrary("nats")]
+        ),
+        // Alerts forwarded to a NATS JetStream stream, and read back from it.
+        // Not the engine's, not the client's: only what embeds it links
+        // libnats.
+        .target(
+            name: "SecureOpsForwarder",
+            dependencies: [
+                "CNATS",
+                "SecureOpsSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The event-loop engine: ring, loop, broadcast, listener. Generic:
         // any newline-delimited JSON protocol (it re-exports JSON and wire).
@@ -151,6 +168,11 @@ let package = Package(
             name: "JSONTests",
             dependencies: ["SecureOpsJSON", "SecureOpsWire"],
             exclude: ["Resources"]
+        ),
+        // Against real nats-server processes (Debian: nats-server).
+        .testTarget(
+            name: "ForwarderTests",
+            dependencies: ["SecureOpsForwarder", "SecureOpsSystem", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SecureOpsDaemonTests",
