@@ -29,4 +29,10 @@ public struct ForwardingGap: Sendable, Equatable {
     public var first: UInt64
     public var last: UInt64
     public var count: UInt64 { last - first + 1 }
+
+    public init(first: UInt64, last: UInt64) {
+        precondition(first <= last, "a gap of at least one alert")
+        self.first = first
+        self.last = last
+    }
 }

@@ -218,6 +218,8 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
         var persistedCursor: UInt64
         var lastPersist = ContinuousClock.now
         var lastLoggedError: String?
+        /// Something was published on `link` (see `forward`).
+        var publishedOnLink = false
     }
 
     private func run() {
@@ -265,6 +267,7 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
         do throws(NATSError) {
             if local.link == nil {
                 local.link = try NATSLink.connect(configuration.connection, events: self, maxPending: configuration.window * 2)
+                local.publishedOnLink = false
                 shared.withLock { $0.linkUp = true }
             }
             guard shared.withLock({ $0.linkUp }) else { return }
@@ -324,8 +327,10 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
             }
             if let retryAt = local.retryAt, now < retryAt { return }
             local.retryAt = nil
-            // Outside our lock: libnats may be in the ack handler, which takes it.
-            cnats_drop_pending(link.jetStream)
+            // Outside our lock: libnats may be in the ack handler, which
+            // takes it. Only after a publish on this link: libnats 3.4.1
+            // dereferences its pending map, made by the first publish.
+            if local.publishedOnLink { cnats_drop_pending(link.jetStream) }
             shared.withLock { s in
                 s.window.abandonInFlight()
                 s.nextToRead = s.window.cursor + 1
@@ -334,16 +339,19 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
                 s.resendAfterFailure = false
             }
         }
-        publishBatches(link)
+        if publishBatches(link) { local.publishedOnLink = true }
     }
 
-    private func publishBatches(_ link: NATSLink) {
+    /// Publishes while the window has room and the source has alerts;
+    /// true when it published something.
+    private func publishBatches(_ link: NATSLink) -> Bool {
+        var published = false
         let limit = configuration.window
         while true {
             let (from, room, mayHaveMore, stopping) = shared.withLock { s in
                 (s.nextToRead, limit - s.window.count, s.sourceMayHaveMore || s.lastNotified >= s.nextToRead, s.stopping || s.resendReason != nil)
             }
-            guard room > 0, mayHaveMore, !stopping else { return }
+            guard room > 0, mayHaveMore, !stopping else { return published }
             let asked = min(room, 512)
             let records: [ForwardedAlert]
             do {
@@ -352,7 +360,7 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
                 shared.withLock { $0.lastError = "reading alerts from \(from): \(error)" }
                 logger.error("NATS forwarder: reading alerts from \(from) failed: \(error)")
                 requestResend("source failed", afterFailure: true)
-                return
+                return published
             }
             if let first = records.first { reportGap(before: first.sequence, readFrom: from) }
             for record in records {
@@ -363,18 +371,19 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
                     s.nextToRead = sequence + 1
                 }
                 let subject = "\(configuration.subjectPrefix).\(configuration.hostName).\(SubjectToken.sanitize(record.severity))"
+                published = true
                 let status = record.frame.withUnsafeBytes { body in
                     cnats_publish_alert(link.jetStream, subject, body.baseAddress, Int32(body.count), "\(epoch)-\(sequence)", configuration.hostName)
                 }
                 if let error = NATSError.check(status, "publish alert \(sequence)") {
                     publishFailed(sequence: sequence, error: error.text)
-                    return
+                    return published
                 }
             }
             shared.withLock { s in
                 if records.count < asked { s.sourceMayHaveMore = false }
             }
-            if records.count < asked { return }
+            if records.count < asked { return published }
         }
     }
 
