@@ -234,7 +234,7 @@ func makeForwarder(
 /// Reads the whole stream back with an ephemeral consumer: `expected`
 /// messages, then nothing more within a short wait.
 func readStream(_ connection: NATSConnectionOptions, expected: Int) throws -> [TailedMessage] {
-    let tail = try JetStreamTail(connection: connection)
+    let tail = try settled { try JetStreamTail(connection: connection) }
     defer { tail.close() }
     var messages: [TailedMessage] = []
     while messages.count < expected, let message = try tail.next(timeout: .seconds(5)) {
@@ -244,6 +244,20 @@ func readStream(_ connection: NATSConnectionOptions, expected: Int) throws -> [T
         messages.append(extra)
     }
     return messages
+}
+
+/// `body` once the servers can answer it: right after a cluster node died,
+/// JetStream API calls time out until the survivors have elected leaders.
+func settled<T>(within seconds: Double = 30, _ body: () throws -> T) throws -> T {
+    let deadline = Date().addingTimeInterval(seconds)
+    while true {
+        do {
+            return try body()
+        } catch let error as NATSError where Date() < deadline {
+            _ = error
+            usleep(200_000)
+        }
+    }
 }
 
 /// The sequences in the messages' ids, checked to be 1...count each once.

@@ -39,6 +39,31 @@ struct ForwarderTests {
         }
     }
 
+    @Test func durableTailResumesAfterTheLastAlertItReturned() async throws {
+        let scratch = try ScratchDirectory(prefix: "so-fwd")
+        let server = try NATSServer(in: scratch)
+        try server.start()
+        let source = MemorySource()
+        let forwarder = try makeForwarder(ForwarderConfiguration(servers: [server.url]), source: source, cursorDirectory: scratch.path)
+        try forwarder.start()
+        defer { forwarder.stop() }
+        forwarder.notify(lastSequence: source.append(100))
+        #expect(await eventually(within: 20) { forwarder.status.acknowledgedSequence == 100 }, "\(forwarder.status)")
+
+        let connection = NATSConnectionOptions(servers: [server.url])
+        let first = try JetStreamTail(connection: connection, subject: "secureops.alerts.>", durable: "ops")
+        for expected in 1...40 {
+            #expect(try first.next(timeout: .seconds(5))?.headers["Nats-Msg-Id"] == "\(testEpoch)-\(expected)")
+        }
+        first.close()
+        let second = try JetStreamTail(connection: connection, subject: "secureops.alerts.>", durable: "ops")
+        defer { second.close() }
+        for expected in 41...100 {
+            #expect(try second.next(timeout: .seconds(5))?.headers["Nats-Msg-Id"] == "\(testEpoch)-\(expected)")
+        }
+        #expect(try second.next(timeout: .milliseconds(300)) == nil)
+    }
+
     @Test func serverKilledAndRestartedMidStreamStoresEachAlertOnce() async throws {
         let scratch = try ScratchDirectory(prefix: "so-fwd")
         let server = try NATSServer(in: scratch)
@@ -119,7 +144,7 @@ struct ForwarderTests {
         #expect(await eventually(within: 90) { forwarder.status.acknowledgedSequence == 5_000 }, "\(forwarder.status)")
 
         let survivors = NATSConnectionOptions(servers: cluster.servers.filter { $0 !== connected }.map(\.url))
-        #expect(try JetStreamState.of(stream: "SECUREOPS_ALERTS", connection: survivors).messages == 5_000)
+        #expect(try settled { try JetStreamState.of(stream: "SECUREOPS_ALERTS", connection: survivors) }.messages == 5_000)
         try checkEachOnce(readStream(survivors, expected: 5_000), count: 5_000)
     }
 
@@ -172,10 +197,9 @@ struct ForwarderTests {
         #expect(error.lowercased().contains("authorization") || error.lowercased().contains("auth"), "\(error)")
         #expect(forwarder.status.unforwarded == 5)
 
-        // The right password in the same file is picked up on a later attempt? No:
-        // the file is read per attempt, but `failed` retries at the slowest
-        // backoff (30 s), longer than a test should wait. Checked by the
-        // right-password forwarder instead.
+        // The same configuration with the right password connects. (The
+        // failed forwarder would pick the file up too, since it reads it per
+        // attempt, but only at the slowest backoff: 30 s.)
         try "right-password\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
         let rightDirectory = scratch.path + "/right"
         try FileManager.default.createDirectory(atPath: rightDirectory, withIntermediateDirectories: true)
