@@ -130,6 +130,8 @@ let package = Package(
                 "SecureOpsClient",
                 "SecureOpsAuditLog",
                 "SecureOpsSystem",
+                // `secureops tail --nats`: the CLI links libnats, the client library does not.
+                "SecureOpsForwarder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
             ]
         ),
