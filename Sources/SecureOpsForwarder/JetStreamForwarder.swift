@@ -218,6 +218,8 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
         var persistedCursor: UInt64
         var lastPersist = ContinuousClock.now
         var lastLoggedError: String?
+        /// The cursor when the last resend after a failure was scheduled.
+        var cursorAtResend: UInt64 = .max
         /// Something was published on `link` (see `forward`).
         var publishedOnLink = false
     }
@@ -315,13 +317,20 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
     /// window has room for.
     private func forward(_ link: NATSLink, _ local: inout Local) {
         let now = ContinuousClock.now
-        if let oldest = shared.withLock({ $0.window.oldestPublishedAt }), oldest + configuration.ackTimeout < now {
+        let ackOverdue = shared.withLock { s in
+            s.resendReason == nil && s.window.oldestPublishedAt.map { $0 + configuration.ackTimeout < now } == true
+        }
+        if ackOverdue {
             logger.warning("NATS forwarder: no ack for \(configuration.ackTimeout); re-sending from the cursor")
             requestResend("no ack for \(configuration.ackTimeout)", afterFailure: true)
         }
         if let pending = shared.withLock({ s in s.resendReason.map { ($0, s.resendAfterFailure) } }) {
             if pending.1, local.retryAt == nil {
-                // Not in a tight loop against a server that refuses: wait first.
+                // Not in a tight loop against a server that refuses: wait
+                // first, longer each time nothing was acked in between.
+                let cursor = shared.withLock { $0.window.cursor }
+                if cursor != local.cursorAtResend { local.resendBackoff.reset() }
+                local.cursorAtResend = cursor
                 local.retryAt = now + local.resendBackoff.next()
                 return
             }
