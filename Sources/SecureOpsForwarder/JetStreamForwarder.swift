@@ -299,7 +299,7 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
             // One line per distinct failure, not one per retry.
             if error.description != local.lastLoggedError {
                 local.lastLoggedError = error.description
-                logger.error("NATS forwarder: \(error.description); \(error.needsOperator ? "needs an operator, " : "")retrying every \(delay.milliseconds / 1000) s or less")
+                logger.error("NATS forwarder: \(error.description); \(error.needsOperator ? "needs an operator, " : "")next attempt in \(delay.milliseconds) ms, backing off to \(configuration.retryMaximum)")
             }
         }
     }
