@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SecureOpsEngine", targets: ["SecureOpsEngine"]),
         .library(name: "SecureOpsClient", targets: ["SecureOpsClient"]),
         .library(name: "SecureOpsEngineService", targets: ["SecureOpsEngineService"]),
+        .library(name: "SecureOpsForwarder", targets: ["SecureOpsForwarder"]),
         .executable(name: "secureopsd", targets: ["secureopsd"]),
         .executable(name: "secureops", targets: ["secureops"]),
         .executable(name: "secureops-bench", targets: ["secureops-bench"]),
@@ -51,6 +52,22 @@ let package = Package(
         // The journal: a broadcast stream's records on disk, checksummed,
         // in segments; recovery, retention, a writer thread, readers.
         .target(name: "SecureOpsJournal", dependencies: ["SecureOpsSystem", "CSecureOpsSystem"]),
+        // The C surface of the NATS C client (Debian: libnats-dev).
+        .target(
+            name: "CNATS",
+            linkerSettings: [.linkedLibrary("nats")]
+        ),
+        // Alerts forwarded to a NATS JetStream stream, and read back from it.
+        // Not the engine's, not the client's: only what embeds it links
+        // libnats.
+        .target(
+            name: "SecureOpsForwarder",
+            dependencies: [
+                "CNATS",
+                "SecureOpsSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The event-loop engine: ring, loop, broadcast, listener. Generic:
         // any newline-delimited JSON protocol (it re-exports JSON and wire).
         .target(
@@ -117,6 +134,8 @@ let package = Package(
                 "SecureOpsClient",
                 "SecureOpsAuditLog",
                 "SecureOpsSystem",
+                // `secureops tail --nats`: the CLI links libnats, the client library does not.
+                "SecureOpsForwarder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
             ]
         ),
@@ -159,6 +178,11 @@ let package = Package(
             name: "JSONTests",
             dependencies: ["SecureOpsJSON", "SecureOpsWire"],
             exclude: ["Resources"]
+        ),
+        // Against real nats-server processes (Debian: nats-server).
+        .testTarget(
+            name: "ForwarderTests",
+            dependencies: ["SecureOpsForwarder", "SecureOpsSystem", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SecureOpsDaemonTests",

@@ -7,6 +7,8 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 have_pkg liburing-dev || need+=(liburing-dev)          # io_uring (the engine)
+have_pkg libnats-dev || need+=(libnats-dev)            # NATS C client (the JetStream forwarder)
+command -v nats-server >/dev/null || need+=(nats-server) # the forwarder's tests run real servers
 command -v setpriv >/dev/null || need+=(util-linux)     # tests switch to a second uid
 command -v cc >/dev/null || need+=(gcc)                 # tests build small C fixtures
 have_pkg libc6-dev || need+=(libc6-dev)

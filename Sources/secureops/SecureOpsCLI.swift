@@ -10,7 +10,7 @@ struct SecureOpsCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "secureops",
         abstract: "Talk to secureopsd over its control socket.",
-        subcommands: [Ping.self, Status.self, Subscribe.self, Alerts.self, Publish.self, Kill.self, Audit.self, Reload.self, VerifyLog.self])
+        subcommands: [Ping.self, Status.self, Subscribe.self, Alerts.self, Publish.self, Kill.self, Audit.self, Reload.self, VerifyLog.self, Tail.self])
 }
 
 /// Options every subcommand takes.
