@@ -38,25 +38,33 @@ BACKEND_SUITES = SecureOpsDaemonTests|EmbeddingTests
 # synchronous tests on the cooperative pool (as wide as the machine: two
 # threads here), and the end-to-end tests block their thread while a daemon
 # works, which would starve the async clients' tasks of any thread at all.
-ASYNC_SUITES = AsyncClient|ClientScriptedServer|ClientReconnect|ServiceLifecycle
+CLIENT_ASYNC_SUITES = AsyncClient|ClientScriptedServer|ClientReconnect|ServiceLifecycle
+ASYNC_SUITES = $(CLIENT_ASYNC_SUITES)|ForwarderTests
 # The suites that run `swift build`/`swiftc` (a minute of both cores from a
 # fresh clone) run in a pass of their own, after the rest: beside the
 # fan-out and back-pressure tests they starve the subscribers those tests
 # time, and a starved reader looks like a slow consumer.
 BUILD_SUITES = PackageGraphTests|ExampleServerTests|ReadmeExamplesTests
+# The unit tests (no daemon, no kernel but a socket pair here and there)
+# run first, on their own: a time limit counts from a test's start, and
+# queued behind minutes of end-to-end tests a 60-ms test could run out
+# of its minute before it ran at all.
+UNIT_SUITES = SecureOpsEngineTests\.|JournalTests\.|JSONTests\.
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --skip '$(ASYNC_SUITES)|$(BUILD_SUITES)'
+	$(SWIFT) test --skip-build --filter '$(UNIT_SUITES)'
+	$(SWIFT) test --skip-build --skip '$(UNIT_SUITES)|$(ASYNC_SUITES)|$(BUILD_SUITES)'
 	$(SWIFT) test --skip-build --filter '$(BUILD_SUITES)'
 	$(SWIFT) test --skip-build --filter '$(ASYNC_SUITES)'
 	SECUREOPS_TEST_IO_BACKEND=epoll $(SWIFT) test --skip-build --filter '$(BACKEND_SUITES)' --skip '$(ASYNC_SUITES)|$(BUILD_SUITES)'
-	SECUREOPS_TEST_IO_BACKEND=epoll $(SWIFT) test --skip-build --filter '$(ASYNC_SUITES)'
+	SECUREOPS_TEST_IO_BACKEND=epoll $(SWIFT) test --skip-build --filter '$(CLIENT_ASYNC_SUITES)'
 	@# What `make run` builds must build: release is whole-module, and once
 	@# compiled what debug did not.
 	$(SWIFT) build -c release --product secureopsd
 	$(SWIFT) build -c release --product secureops
 ifneq ($(ASAN),0)
-	./scripts/test-sanitized.sh address --skip '$(ASYNC_SUITES)|$(BUILD_SUITES)'
+	./scripts/test-sanitized.sh address --filter '$(UNIT_SUITES)'
+	./scripts/test-sanitized.sh address --skip '$(UNIT_SUITES)|$(ASYNC_SUITES)|$(BUILD_SUITES)'
 	./scripts/test-sanitized.sh address --filter '$(ASYNC_SUITES)'
 	SECUREOPS_TEST_IO_BACKEND=epoll ./scripts/test-sanitized.sh address --filter '$(BACKEND_SUITES)' --skip '$(ASYNC_SUITES)|$(BUILD_SUITES)'
 endif

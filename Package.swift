@@ -117,6 +117,7 @@ let package = Package(
                 "SecureOpsSystem",
                 "SecureOpsEngine",
                 "SecureOpsAuditLog",
+                "SecureOpsForwarder",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -186,7 +187,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureOpsDaemonTests",
-            dependencies: ["SecureOpsDaemon", "SecureOpsSystem", "SecureOpsClient", "TestSupport", "secureopsd", "secureops", "secureops-bench"],
+            dependencies: ["SecureOpsDaemon", "SecureOpsSystem", "SecureOpsClient", "SecureOpsForwarder", "TestSupport", "secureopsd", "secureops", "secureops-bench"],
             exclude: ["Fixtures"]
         ),
     ]

@@ -73,8 +73,9 @@ def fanout_pacing():
     return f"{ahead}, tool reading with {receiver or 'epoll'}"
 
 
-NAMES = {"secureops": "secureopsd io_uring", "secureops-epoll": "secureopsd epoll", "redis": "Redis"}
-present = [t for t in ("secureops", "secureops-epoll", "redis") if any(r["target"] == t for r in runs)]
+NAMES = {"secureops": "secureopsd io_uring", "secureops-epoll": "secureopsd epoll",
+         "secureops-nojournal": "secureopsd io_uring, no journal", "redis": "Redis"}
+present = [t for t in ("secureops", "secureops-epoll", "secureops-nojournal", "redis") if any(r["target"] == t for r in runs)]
 ours = [t for t in present if t != "redis"]
 
 emit(f"### Fan-out: deliveries/s (256-byte alerts, 1 publisher, 64 in flight, {fanout_pacing()}; median)\n")
@@ -153,6 +154,16 @@ if points("syscalls-fanout") or points("syscalls-rpc"):
     emit("|---|---|---:|---:|---:|---:|")
     syscall_rows("syscalls-fanout", "deliveriesPerSec", "delivery")
     syscall_rows("syscalls-rpc", "requestsPerSec", "request")
+
+if "secureops-nojournal" in present:
+    emit("\n### What the journal costs: secureopsd io_uring with the journal (the default, --journal-sync interval) over --no-journal, same run (median)\n")
+    emit("| workload | with journal | without | ratio |")
+    emit("|---|---:|---:|---:|")
+    for workload, key in (("fanout", "deliveriesPerSec"), ("rpc", "requestsPerSec")):
+        for p in points(workload):
+            on, off = median(workload, p, "secureops", key), median(workload, p, "secureops-nojournal", key)
+            if on and off:
+                emit(f"| {workload} {p} | {rate(on)} | {rate(off)} | {ratio(on, off)} |")
 
 agreement = out / "agreement.txt"
 if agreement.exists() and agreement.read_text().strip():

@@ -16,7 +16,8 @@
 # Environment: REPS (3), OUT (bench-results/<time>), SERVER_CPU (0),
 # TOOL_CPU (1), SCRATCH (.build-bench, the release build directory),
 # SECTIONS (fanout light connect rpc syscalls agree), TARGETS (secureops
-# secureops-epoll redis: secureopsd on io_uring, secureopsd on epoll, Redis),
+# secureops-epoll redis: secureopsd on io_uring, secureopsd on epoll, Redis;
+# also secureops-nojournal: io_uring with --no-journal, the journal's cost),
 # FANOUT_ARGS (extra arguments for the full-speed fan-out runs, e.g.
 # "--backlog 256" or "--receiver epoll").
 set -euo pipefail
@@ -79,17 +80,18 @@ SERVER_PID=""
 SERVER_DIR=""
 SOCK=""
 
-start_server() {  # secureops | secureops-epoll | redis
+start_server() {  # secureops | secureops-epoll | secureops-nojournal | redis
     SERVER_DIR=$(mktemp -d /tmp/secureops-compare-XXXXXX)
     case "$1" in
-        secureops|secureops-epoll)
+        secureops|secureops-epoll|secureops-nojournal)
             # The backend is named, not left to auto: a run that fell back
             # to epoll must not be reported as io_uring.
-            local backend=io_uring
+            local backend=io_uring extra=()
             [ "$1" = secureops-epoll ] && backend=epoll
+            [ "$1" = secureops-nojournal ] && extra=(--no-journal)
             SOCK="$SERVER_DIR/secureopsd.sock"
             taskset -c "$SERVER_CPU" "$BIN/secureopsd" --socket "$SOCK" --state-dir "$SERVER_DIR/state" \
-                --io-backend "$backend" --log-level warning >"$SERVER_DIR/server.log" 2>&1 &
+                --io-backend "$backend" --log-level warning "${extra[@]}" >"$SERVER_DIR/server.log" 2>&1 &
             ;;
         redis)
             SOCK="$SERVER_DIR/redis.sock"
@@ -131,7 +133,7 @@ run() {
         perf_pid=$!
         sleep 0.2 # perf attaches
     fi
-    json=$(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" "$@" --target "${target%-epoll}" --socket "$SOCK" --json --no-progress) || status=$?
+    json=$(taskset -c "$TOOL_CPU" "$BIN/secureops-bench" "$@" --target "${target%%-*}" --socket "$SOCK" --json --no-progress) || status=$?
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true

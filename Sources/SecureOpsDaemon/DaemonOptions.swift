@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import SecureOpsEngine
+import SecureOpsForwarder
 
 /// Everything `secureopsd` is started with.
 public struct DaemonOptions: Sendable {
@@ -15,6 +16,8 @@ public struct DaemonOptions: Sendable {
     /// The journal in `<state dir>/journal`; nil keeps alerts in memory
     /// only (`--no-journal`).
     public var journal: JournalConfiguration? = JournalConfiguration()
+    /// Forwarding to NATS JetStream (`--forward-nats`); needs the journal.
+    public var forwarder: ForwarderConfiguration?
 
     public init(
         socketPath: String = WireDefaults.socketPath(), socketMode: UInt32 = 0o660,

@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import SecureOpsAuditLog
 import SecureOpsEngine
+import SecureOpsForwarder
 import SecureOpsSystem
 
 /// Starts `secureopsd`, serves until SIGTERM/SIGINT, reloads the policy on
@@ -91,6 +92,14 @@ public enum DaemonRunner {
         let kill = services.killSwitch.current
         services.trail.daemonStarted(pid: getpid(), version: services.version, policy: policy, options: options, killSwitch: kill)
         if let (_, recovery) = journal { services.trail.journalRecovered(recovery) }
+        let forwarder: JetStreamForwarder?
+        do {
+            forwarder = try makeForwarder(options, journal: journal?.0, state: state.directory, services: services, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            services.trail.daemonFailedToStart(error: "\(error)")
+            return 1
+        }
         raiseDescriptorLimit(logger: logger)
         var configuration = EngineConfiguration(socketPath: options.socketPath)
         configuration.ioBackend = options.engine.ioBackend
@@ -101,6 +110,9 @@ public enum DaemonRunner {
         configuration.shutdownGracePeriod = .milliseconds(Int64(options.engine.shutdownGraceSeconds * 1000))
         configuration.journal = journal?.0
         configuration.journalHealthChanged = { [services] health in services.journalHealthChanged(health) }
+        if let forwarder {
+            configuration.journalAdvanced = { through in forwarder.notify(lastSequence: through) }
+        }
         let engine: Engine<SecureOpsHandler>
         do {
             var engineLogger = Logger(label: "secureops.engine")
@@ -112,6 +124,23 @@ public enum DaemonRunner {
             logger.critical("cannot start: \(error)")
             services.trail.daemonFailedToStart(error: "\(error)")
             return 1
+        }
+        if let forwarder, let journal = journal?.0 {
+            do {
+                try forwarder.start()
+            } catch {
+                logger.critical("cannot start the forwarder thread: \(error)")
+                engine.requestShutdown()
+                engine.waitUntilStopped()
+                services.trail.daemonFailedToStart(error: "\(error)")
+                return 1
+            }
+            // What the journal already holds and the stream may not.
+            forwarder.notify(lastSequence: journal.nextSequence - 1)
+            logger.notice("forwarding alerts to NATS JetStream", metadata: [
+                "servers": "\(forwarder.configuration.connection.servers.map(ForwarderReport.withoutCredentials).joined(separator: ","))",
+                "stream": "\(forwarder.configuration.streamName)", "subjects": "\(forwarder.configuration.streamSubjects)",
+            ])
         }
         if let damage = journal?.1.damage {
             services.publishOwnAlert(.critical, message: "journal damaged: \(damage); alerts before the damage are not replayed")
@@ -141,6 +170,9 @@ public enum DaemonRunner {
         }
         engine.requestShutdown()
         engine.waitUntilStopped()
+        // After the engine: the journal has everything by now, and the
+        // forwarder gets a moment for acks in flight and stores its cursor.
+        forwarder?.stop()
         services.trail.daemonStopped(signal: received, uptimeSeconds: services.uptimeSeconds)
         logger.notice("secureopsd stopped")
         return 0
@@ -168,6 +200,23 @@ public enum DaemonRunner {
             logger.error("journal: \(damage)")
         }
         return (journal, recovery)
+    }
+
+    /// The JetStream forwarder `--forward-nats` asks for, reading the
+    /// journal; nil without that flag.
+    private static func makeForwarder(
+        _ options: DaemonOptions, journal: Journal?, state: OpenedDirectory, services: DaemonServices, logger: Logger
+    ) throws -> JetStreamForwarder? {
+        guard let configuration = options.forwarder else { return nil }
+        guard let journal else {
+            throw StateDirectory.Failure(description: "--forward-nats forwards from the journal: drop --no-journal")
+        }
+        let forwarder = try JetStreamForwarder(
+            configuration: configuration, source: JournalForwardingSource(journal: journal),
+            epoch: StreamEpoch(rawValue: journal.epoch).description, cursorDirectory: state, logger: logger
+        ) { [services] gap in services.alertsDroppedBeforeForwarding(gap) }
+        services.attach(forwarder)
+        return forwarder
     }
 
     /// Raises the soft descriptor limit to the hard one: every connection

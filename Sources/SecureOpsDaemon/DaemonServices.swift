@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import SecureOpsAuditLog
 import SecureOpsEngine
+import SecureOpsForwarder
 
 /// The daemon's shared state: what handlers on the loop thread and work on
 /// the Dispatch pool both reach. Everything here is thread-safe.
@@ -21,6 +22,7 @@ public final class DaemonServices: Sendable {
     /// file read on a Dispatch worker, never on the loop thread.
     private let reloadLock = Locked<Void>(())
     private let engineHandle = Locked<Engine<SecureOpsHandler>?>(nil)
+    private let forwarderHandle = Locked<JetStreamForwarder?>(nil)
 
     init(options: DaemonOptions, policy: Policy, logger: Logger, auditLog: AuditLog, killSwitch: KillSwitch) {
         self.options = options
@@ -41,6 +43,21 @@ public final class DaemonServices: Sendable {
 
     var engine: Engine<SecureOpsHandler>? {
         engineHandle.withLock { $0 }
+    }
+
+    func attach(_ forwarder: JetStreamForwarder) {
+        forwarderHandle.withLock { $0 = forwarder }
+    }
+
+    var forwarder: JetStreamForwarder? {
+        forwarderHandle.withLock { $0 }
+    }
+
+    /// Alerts left the journal before they were forwarded: one critical
+    /// alert per range, never silent.
+    func alertsDroppedBeforeForwarding(_ gap: ForwardingGap) {
+        trail.forwardingGap(first: gap.first, last: gap.last)
+        publishOwnAlert(.critical, message: "\(gap.count) alerts (sequences \(gap.first)...\(gap.last)) left the journal before they were forwarded to NATS (retention, or a failed write); they are not in the stream")
     }
 
     public var policy: Policy {

@@ -38,6 +38,8 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
     public var framesReceived: Int?
     /// The journal on disk; absent when the daemon keeps none.
     public var journal: JournalReport?
+    /// Forwarding to NATS JetStream; absent when not configured.
+    public var forwarder: ForwarderReport?
 
     public init(
         running: Bool, killed: Bool, killReason: String?, uptimeSecs: Double, pid: Int32, version: String,
@@ -64,7 +66,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         case alertsPublished, alertsRetained, lastSequence, lagEvents, policyVersion
         case connectionCapacity, lagDisconnects, slowDisconnects, completionQueueOverflows
         case receiveBufferExhaustions, malformedFrames, oversizedFrames, connectionsRefused, ioUring
-        case epoch, frameTimeouts, readingPaused, framesReceived, ioBackend, journal
+        case epoch, frameTimeouts, readingPaused, framesReceived, ioBackend, journal, forwarder
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -97,6 +99,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
         try c.encodeIfPresent(readingPaused, forKey: .readingPaused)
         try c.encodeIfPresent(framesReceived, forKey: .framesReceived)
         try c.encodeIfPresent(journal, forKey: .journal)
+        try c.encodeIfPresent(forwarder, forKey: .forwarder)
     }
 }
 
@@ -126,6 +129,33 @@ public struct JournalReport: Sendable, Equatable, Codable {
         self.segments = segments
         self.bytes = bytes
         self.failedAlerts = failedAlerts
+        self.lastError = lastError
+    }
+}
+
+/// `status.forwarder`: forwarding to NATS JetStream (docs/WIRE.md).
+public struct ForwarderReport: Sendable, Equatable, Codable {
+    /// `connecting`, `connected` or `failed` (credentials, a certificate:
+    /// what retrying alone does not fix; it still retries, slowly).
+    public var state: String
+    /// The server connected to now (without credentials).
+    public var server: String?
+    /// Every alert up to this sequence is stored in the stream.
+    public var acknowledgedSequence: UInt64
+    /// Alerts in the journal not yet acknowledged by the stream.
+    public var unforwarded: UInt64
+    /// Alerts that left the journal (retention, a failed write) before they
+    /// were forwarded.
+    public var droppedBeforeForwarding: UInt64
+    /// The last failure (for operators; others see that there was one).
+    public var lastError: String?
+
+    public init(state: String, server: String?, acknowledgedSequence: UInt64, unforwarded: UInt64, droppedBeforeForwarding: UInt64, lastError: String?) {
+        self.state = state
+        self.server = server
+        self.acknowledgedSequence = acknowledgedSequence
+        self.unforwarded = unforwarded
+        self.droppedBeforeForwarding = droppedBeforeForwarding
         self.lastError = lastError
     }
 }

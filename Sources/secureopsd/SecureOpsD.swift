@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import SecureOpsDaemon
 import SecureOpsEngine
+import SecureOpsForwarder
 
 @main
 struct SecureOpsD: ParsableCommand {
@@ -74,7 +75,58 @@ struct Serve: ParsableCommand {
     @Flag(name: .customLong("no-journal"), help: "Keep alerts in memory only: a restart begins a new stream.")
     var noJournal = false
 
+    @Option(name: .customLong("forward-nats"), help: "Forward every alert to NATS JetStream: server URLs, comma-separated (cluster seeds), like nats://nats1:4222,nats://nats2:4222.")
+    var forwardNats: String?
+
+    @Option(name: .customLong("forward-stream"), help: "The JetStream stream (created if missing).")
+    var forwardStream = "SECUREOPS_ALERTS"
+
+    @Option(name: .customLong("forward-subject-prefix"), help: "Alerts go to <prefix>.<host>.<severity>; the stream takes <prefix>.>.")
+    var forwardSubjectPrefix = "secureops.alerts"
+
+    @Option(name: .customLong("forward-replicas"), help: "Replicas of a stream created by the daemon.")
+    var forwardReplicas = 1
+
+    @Option(name: .customLong("forward-host-name"), help: "This host in subjects and the Secureops-Host header (default: the hostname, dots as _).")
+    var forwardHostName: String?
+
+    @Option(name: .customLong("forward-tls-ca"), help: "CA certificate(s) (PEM) to trust for the NATS servers.")
+    var forwardTLSCA: String?
+
+    @Option(name: .customLong("forward-tls-cert"), help: "Client certificate (PEM), with --forward-tls-key.")
+    var forwardTLSCert: String?
+
+    @Option(name: .customLong("forward-tls-key"), help: "Client key (PEM), with --forward-tls-cert.")
+    var forwardTLSKey: String?
+
+    @Option(name: .customLong("forward-creds"), help: "NATS credentials file (JWT and NKey seed).")
+    var forwardCreds: String?
+
+    @Option(name: .customLong("forward-token-file"), help: "File holding the NATS token.")
+    var forwardTokenFile: String?
+
+    @Option(name: .customLong("forward-user"), help: "NATS user, with --forward-password-file.")
+    var forwardUser: String?
+
+    @Option(name: .customLong("forward-password-file"), help: "File holding the NATS user's password.")
+    var forwardPasswordFile: String?
+
     func validate() throws {
+        if forwardNats == nil {
+            let stray = [forwardTLSCA, forwardTLSCert, forwardTLSKey, forwardCreds, forwardTokenFile, forwardUser, forwardPasswordFile, forwardHostName].contains { $0 != nil }
+            guard !stray else { throw ValidationError("the --forward-* options need --forward-nats URL") }
+        } else {
+            guard !noJournal else { throw ValidationError("--forward-nats forwards from the journal: drop --no-journal") }
+            guard (forwardTLSCert == nil) == (forwardTLSKey == nil) else { throw ValidationError("--forward-tls-cert and --forward-tls-key go together") }
+            guard (forwardUser == nil) == (forwardPasswordFile == nil) else { throw ValidationError("--forward-user and --forward-password-file go together") }
+            guard (1...5).contains(forwardReplicas) else { throw ValidationError("--forward-replicas must be 1 to 5") }
+            guard forwardHostName.map(Self.isSubjectToken) ?? true else {
+                throw ValidationError("--forward-host-name must be one subject token: letters, digits, _ and -")
+            }
+            guard forwardSubjectPrefix.split(separator: ".", omittingEmptySubsequences: false).allSatisfy({ Self.isSubjectToken(String($0)) }) else {
+                throw ValidationError("--forward-subject-prefix must be dot-separated tokens of letters, digits, _ and -")
+            }
+        }
         guard journalSyncInterval > 0 else { throw ValidationError("--journal-sync-interval must be at least 1 (milliseconds)") }
         guard let bytes = Self.size(journalMaxBytes), bytes >= 1 << 20 else { throw ValidationError("--journal-max-bytes must be a size of at least 1M, like 512M or 2G") }
         _ = bytes
@@ -118,12 +170,35 @@ struct Serve: ParsableCommand {
             journal.maxAgeSeconds = Self.seconds(journalMaxAge)!
             options.journal = journal
         }
+        if let forwardNats {
+            var connection = NATSConnectionOptions(servers: forwardNats.split(separator: ",").map { String($0) })
+            connection.caFile = forwardTLSCA
+            connection.certificateFile = forwardTLSCert
+            connection.keyFile = forwardTLSKey
+            connection.credentialsFile = forwardCreds
+            connection.tokenFile = forwardTokenFile
+            connection.user = forwardUser
+            connection.passwordFile = forwardPasswordFile
+            var forwarding = ForwarderConfiguration(connection: connection)
+            forwarding.streamName = forwardStream
+            forwarding.subjectPrefix = forwardSubjectPrefix
+            forwarding.replicas = forwardReplicas
+            if let forwardHostName { forwarding.hostName = forwardHostName }
+            options.forwarder = forwarding
+        }
         let status = DaemonRunner.run(options)
         if status != 0 { throw ExitCode(status) }
     }
 }
 
 extension Serve {
+    /// A NATS subject token the daemon accepts: letters, digits, _ and -.
+    static func isSubjectToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { byte in
+            (byte >= 48 && byte <= 57) || (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122) || byte == 95 || byte == 45
+        }
+    }
+
     /// "1048576", "512K", "64M", "1G".
     static func size(_ text: String) -> Int? {
         let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]

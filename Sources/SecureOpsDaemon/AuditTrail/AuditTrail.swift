@@ -88,6 +88,11 @@ public final class AuditTrail: Sendable {
         }
     }
 
+    func forwardingGap(first: UInt64, last: UInt64) {
+        logger.critical("alerts left the journal before they were forwarded", metadata: ["first": "\(first)", "last": "\(last)"])
+        log.recordDurably("forwarding-gap", ["first": .number(JSONNumber(Int(first))), "last": .number(JSONNumber(Int(last)))])
+    }
+
     func journalFailing(error: String) {
         logger.error("journal writes are failing", metadata: ["error": "\(error)"])
         log.record("journal-failing", ["error": .string(AuditText.clip(error))])

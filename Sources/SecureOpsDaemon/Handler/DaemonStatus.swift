@@ -1,5 +1,6 @@
 import SecureOpsAuditLog
 import SecureOpsEngine
+import SecureOpsForwarder
 
 /// `status` as the daemon answers it: the engine's `MonitorStatus` plus
 /// the audit log's health (additive fields, WIRE.md allows them).
@@ -37,5 +38,21 @@ extension JournalReport {
             healthy: status.health == .healthy, sync: status.syncPolicy.rawValue, persistedThrough: status.through,
             firstSequence: status.storage.firstSequence, segments: status.storage.segments, bytes: status.storage.bytes,
             failedAlerts: status.failedRecords, lastError: lastError)
+    }
+}
+
+extension ForwarderReport {
+    init(_ status: ForwarderStatus, detailed: Bool) {
+        self.init(
+            state: status.state.rawValue, server: status.server.map(Self.withoutCredentials),
+            acknowledgedSequence: status.acknowledgedSequence, unforwarded: status.unforwarded,
+            droppedBeforeForwarding: status.droppedBeforeForwarding,
+            lastError: status.lastError.map { detailed ? $0 : "forwarding failed (details for operators)" })
+    }
+
+    /// `nats://user:secret@host:4222` → `nats://host:4222`.
+    static func withoutCredentials(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+        return String(url[..<scheme.upperBound]) + String(url[url.index(after: at)...])
     }
 }

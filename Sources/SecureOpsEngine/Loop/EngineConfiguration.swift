@@ -83,6 +83,10 @@ public struct EngineConfiguration: Sendable {
     /// (a full or failing disk) and when they work again. Frames still
     /// reach subscribers meanwhile; they are not on disk.
     public var journalHealthChanged: (@Sendable (JournalHealth) -> Void)?
+    /// Called on the loop thread each time the journal has dealt with
+    /// frames up to a newer sequence (what a reader of the journal, such
+    /// as a forwarder, waits for). Keep it short: a lock and a signal.
+    public var journalAdvanced: (@Sendable (_ through: UInt64) -> Void)?
 
     /// Listens on one Unix socket at `socketPath` (at most 107 bytes).
     public init(socketPath: String) {

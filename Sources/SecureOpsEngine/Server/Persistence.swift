@@ -45,6 +45,7 @@ extension EventLoop {
         if progress.through > journaledThrough {
             journaledThrough = progress.through
             broadcastAdvanced = true
+            configuration.journalAdvanced?(progress.through)
         }
         let reason = progress.failure.map { "\($0)" } ?? "the journal could not write it"
         while persistenceHead < persistenceWaiters.count && persistenceWaiters[persistenceHead].sequence <= progress.through {
