@@ -38,7 +38,7 @@ public struct MonitorStatus: Sendable, Equatable, Codable {
     public var framesReceived: Int?
     /// The journal on disk; absent when the daemon keeps none.
     public var journal: JournalReport?
-    /// Forwarding to NATS JetStream; absent when not configured.
+    /// Forwarding to NATS JetStream (`state` `disabled` when not configured).
     public var forwarder: ForwarderReport?
 
     public init(
@@ -135,8 +135,9 @@ public struct JournalReport: Sendable, Equatable, Codable {
 
 /// `status.forwarder`: forwarding to NATS JetStream (docs/WIRE.md).
 public struct ForwarderReport: Sendable, Equatable, Codable {
-    /// `connecting`, `connected` or `failed` (credentials, a certificate:
-    /// what retrying alone does not fix; it still retries, slowly).
+    /// `disabled` (no `--forward-nats`), `connecting`, `connected` or
+    /// `failed` (credentials, a certificate: what retrying alone does not
+    /// fix; it still retries, slowly).
     public var state: String
     /// The server connected to now (without credentials).
     public var server: String?
@@ -149,6 +150,9 @@ public struct ForwarderReport: Sendable, Equatable, Codable {
     public var droppedBeforeForwarding: UInt64
     /// The last failure (for operators; others see that there was one).
     public var lastError: String?
+
+    /// What a daemon without `--forward-nats` reports.
+    public static let disabled = ForwarderReport(state: "disabled", server: nil, acknowledgedSequence: 0, unforwarded: 0, droppedBeforeForwarding: 0, lastError: nil)
 
     public init(state: String, server: String?, acknowledgedSequence: UInt64, unforwarded: UInt64, droppedBeforeForwarding: UInt64, lastError: String?) {
         self.state = state

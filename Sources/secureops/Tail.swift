@@ -33,9 +33,16 @@ struct Tail: ParsableCommand {
         connection.name = "secureops-tail"
         let tail = try JetStreamTail(connection: connection, subject: subject, durable: durable)
         defer { tail.close() }
+        // A parent may start us with these blocked (a blocked mask survives
+        // exec: a thread pool's worker starting us passes its own on), and
+        // a blocked SIGTERM would never reach the handler.
+        var handled = sigset_t()
+        sigemptyset(&handled)
         for signal in [SIGINT, SIGTERM] {
             Glibc.signal(signal) { _ in interrupted.store(true, ordering: .relaxed) }
+            sigaddset(&handled, signal)
         }
+        pthread_sigmask(SIG_UNBLOCK, &handled, nil)
         while !interrupted.load(ordering: .relaxed) {
             guard let message = try tail.next(timeout: .milliseconds(500)) else { continue }
             print(String(decoding: message.body, as: UTF8.self))

@@ -124,9 +124,75 @@ struct ForwardingDaemonTests {
         #expect(daemon.log.contains("Authorization Violation"))
     }
 
+    /// `secureops tail --nats` prints the fleet's alerts as the stream has
+    /// them; with `--durable` a second tail resumes after the last printed.
+    @Test func tailPrintsTheStreamAndADurableTailResumesWhereItStopped() throws {
+        let scratch = try ScratchDirectory(prefix: "so-fwd")
+        let nats = try NATSServer(in: scratch)
+        try nats.start()
+        let daemon = try DaemonProcess(extraArguments: ["--forward-nats", nats.url])
+        let publisher = try daemon.connect()
+        for index in 1...3 { _ = try publisher.publish(AlertInput(severity: .high, source: "t", message: "first \(index)")) }
+        _ = try daemon.waitForStatus { $0.forwarder?.acknowledgedSequence == 3 }
+
+        let first = try TailProcess(nats.url, durable: "ops")
+        let lines = try first.lines(3)
+        #expect(lines.map { $0.contains("\"message\":\"first 1\"") } == [true, false, false])
+        #expect(lines.allSatisfy { $0.hasPrefix("{\"type\":\"alert\",\"sequence\":") })
+        #expect(try first.stop() == 0)
+
+        for index in 1...2 { _ = try publisher.publish(AlertInput(severity: .high, source: "t", message: "second \(index)")) }
+        _ = try daemon.waitForStatus { $0.forwarder?.acknowledgedSequence == 5 }
+        let resumed = try TailProcess(nats.url, durable: "ops")
+        let next = try resumed.lines(2)
+        #expect(next.map { $0.contains("\"message\":\"second 1\"") } == [true, false])
+        #expect(next[1].contains("\"message\":\"second 2\""))
+        #expect(try resumed.stop() == 0)
+    }
+
     @Test func forwardingNeedsTheJournal() throws {
         let (status, output) = try run(DaemonProcess.binaryDirectory + "/secureopsd", ["--forward-nats", "nats://127.0.0.1:1", "--no-journal"])
         #expect(status != 0)
         #expect(output.contains("--forward-nats forwards from the journal: drop --no-journal"), "\(output)")
+    }
+}
+
+/// `secureops tail` in its own process, its output read line by line.
+private final class TailProcess {
+    let process = Process()
+    private let output = Pipe()
+    private var buffered = ""
+
+    init(_ url: String, durable: String) throws {
+        process.executableURL = URL(fileURLWithPath: DaemonProcess.cliPath)
+        process.arguments = ["tail", "--nats", url, "--durable", durable]
+        process.standardOutput = output
+        try process.run()
+    }
+
+    deinit { killAndWait(process) }
+
+    /// The next `count` lines, within 20 seconds.
+    func lines(_ count: Int) throws -> [String] {
+        var lines: [String] = []
+        let reader = output.fileHandleForReading
+        let deadline = Date().addingTimeInterval(20)
+        while lines.count < count {
+            if let newline = buffered.firstIndex(of: "\n") {
+                lines.append(String(buffered[..<newline]))
+                buffered.removeSubrange(...newline)
+                continue
+            }
+            guard Date() < deadline, process.isRunning else { throw TestFailure("tail printed \(lines.count) of \(count) lines") }
+            let data = reader.availableData
+            if data.isEmpty { throw TestFailure("tail closed its output after \(lines.count) lines") }
+            buffered += String(decoding: data, as: UTF8.self)
+        }
+        return lines
+    }
+
+    func stop() throws -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        return try waitForExit(process, what: "secureops tail")
     }
 }

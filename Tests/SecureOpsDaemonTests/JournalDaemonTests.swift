@@ -195,3 +195,40 @@ struct JournalDaemonTests {
         #expect(status.epoch != epoch && status.lastSequence == 0)
     }
 }
+
+/// Subscribers behind what memory retains are served from the journal.
+@Suite("Alert journal: replay from disk", .timeLimit(.minutes(3)))
+struct JournalReplayTests {
+    /// The ring keeps 100 alerts; the journal has 5,000. A subscriber
+    /// asking for everything since 0 gets all 5,000 in order, no lag notice,
+    /// then live alerts with no gap or duplicate while publishing goes on.
+    @Test func aSubscriberOlderThanTheRingIsServedFromTheJournalThenLive() throws {
+        let daemon = try DaemonProcess(policy: #"{"version": 1, "limits": {"retainedAlerts": 100}}"#)
+        try publishInBulk(socket: daemon.socketPath, count: 5000)
+        let publisher = Thread { try? publishInBulk(socket: daemon.socketPath, count: 2000, window: 8) }
+        publisher.start()
+        let swarm = try FanoutSwarm(socket: daemon.socketPath, subscribers: 20, expectedAlerts: 7000, since: 0)
+        try swarm.waitUntilSubscribed()
+        let summary = try swarm.finish()
+        #expect(summary.received == 20 * 7000)
+        #expect(summary.lost == 0 && summary.duplicated == 0 && summary.reordered == 0)
+        #expect(summary.lagNotices == 0 && summary.skipped == 0)
+        #expect(try daemon.connect().status().lagEvents == 0)
+    }
+
+    /// After a restart the ring holds the journal's newest alerts; `since`
+    /// further back reads the rest from disk.
+    @Test func afterARestartSinceReachesBackBeyondTheRing() throws {
+        let daemon = try DaemonProcess(policy: #"{"version": 1, "limits": {"retainedAlerts": 50}}"#)
+        try publishInBulk(socket: daemon.socketPath, count: 3000)
+        try daemon.restart()
+        let connection = try daemon.connect()
+        #expect(try connection.status().alertsRetained == 50)
+        _ = try connection.subscribe(since: 10)
+        var sequences: [UInt64] = []
+        while sequences.count < 2990, case .alert(let alert)? = try connection.nextPush(timeout: 10) {
+            sequences.append(alert.sequence)
+        }
+        #expect(sequences == Array(11...3000))
+    }
+}

@@ -266,7 +266,7 @@ public final class SecureOpsHandler: RequestHandler {
         status.readingPaused = statistics.readingPaused
         status.framesReceived = statistics.framesReceived
         status.journal = statistics.journal.map { JournalReport($0, detailed: detailed) }
-        status.forwarder = services.forwarder.map { ForwarderReport($0.status, detailed: detailed) }
+        status.forwarder = services.forwarder.map { ForwarderReport($0.status, detailed: detailed) } ?? .disabled
         var auditLog = services.trail.health
         if !detailed { auditLog.lastError = auditLog.lastError.map { _ in "writes are failing (details for operators)" } }
         return DaemonStatus(status, auditLog: auditLog)

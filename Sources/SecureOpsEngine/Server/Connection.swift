@@ -62,6 +62,9 @@ final class Connection {
     // Subscription: the sequence of the next broadcast frame to send.
     @exclusivity(unchecked) var subscriberIndex = -1
     @exclusivity(unchecked) var cursor: UInt64 = 0
+    /// Whether frames older than the ring are being read from the journal
+    /// for this subscriber (`JournalReplay`); ring frames wait meanwhile.
+    @exclusivity(unchecked) var journalReplay = JournalReplayState.idle
 
     init(id: ConnectionID, fd: Int32, peer: ConnectionInfo.Peer, listener: ListenAddress, maxFrameBytes: Int) {
         self.id = id
@@ -86,6 +89,16 @@ final class Connection {
     func isOverLimits(_ limits: EngineLimits) -> Bool {
         pendingOutputBytes > limits.maxPendingOutputBytes || replies.unanswered >= limits.maxPendingRequests
     }
+}
+
+/// A subscriber's reading from the journal: at most one read at a time.
+enum JournalReplayState: Equatable {
+    case idle
+    /// A read of the frames from `cursor` on is on the pool.
+    case reading
+    /// The last read found nothing to send (or failed): the subscriber
+    /// lags to the ring once, then reading the journal may start again.
+    case unavailable
 }
 
 /// An operation the backend holds for a connection.

@@ -174,6 +174,8 @@ final class EventLoop: IOEvents {
                 reviewConnections()
             case .journalProgress(let progress):
                 journalProgressed(progress)
+            case .journalRead(let id, let from, let outcome):
+                journalRead(id, from: from, outcome: outcome)
             }
         }
         takenMessages.removeAll(keepingCapacity: true)

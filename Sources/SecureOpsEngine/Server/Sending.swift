@@ -63,10 +63,10 @@ extension EventLoop {
         }
         let head = sendableEnd
         if connection.isSubscribed && connection.cursor < head {
-            if connection.cursor < broadcast.firstSequence {
+            if connection.cursor < broadcast.firstSequence && !replayFromJournal(connection) {
                 lagged(connection, operation: operation)
             }
-            if connection.isSubscribed {
+            if connection.isSubscribed && connection.journalReplay != .reading && connection.cursor >= broadcast.firstSequence {
                 let budget = max(1, limits.maxBytesPerSend - operation.remainingBytes)
                 let end = min(broadcast.sendEnd(from: connection.cursor, maxBytes: budget), head)
                 broadcast.forEachRange(from: connection.cursor, to: end) { chunk, range in
