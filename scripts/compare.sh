@@ -155,7 +155,10 @@ PY
 }
 
 # --- fan-out throughput: 256-byte alerts, 64 publishes in flight ------------
-if [ "$QUICK" = 1 ]; then FANOUT_POINTS="100:50000 1000:10000 10000:1000"; else FANOUT_POINTS="100:100000 1000:20000 10000:2000 19000:1000"; fi
+# FANOUT_POINTS / RPC_CONNS (environment) pick points: "1000:20000 10000:2000", "100".
+if [ -z "${FANOUT_POINTS:-}" ]; then
+    if [ "$QUICK" = 1 ]; then FANOUT_POINTS="100:50000 1000:10000 10000:1000"; else FANOUT_POINTS="100:100000 1000:20000 10000:2000 19000:1000"; fi
+fi
 section fanout || FANOUT_POINTS=""
 [ -n "$FANOUT_POINTS" ] && log "fan-out (256-byte alerts, window 64)"
 for point in $FANOUT_POINTS; do
@@ -194,7 +197,9 @@ for conns in $CONNECT_POINTS; do
 done
 
 # --- rpc: PING, connections x pipeline --------------------------------------
-if [ "$QUICK" = 1 ]; then RPC_CONNS="1 100"; else RPC_CONNS="1 100 1000"; fi
+if [ -z "${RPC_CONNS:-}" ]; then
+    if [ "$QUICK" = 1 ]; then RPC_CONNS="1 100"; else RPC_CONNS="1 100 1000"; fi
+fi
 section rpc || RPC_CONNS=""
 [ -n "$RPC_CONNS" ] && log "rpc (ping)"
 for conns in $RPC_CONNS; do

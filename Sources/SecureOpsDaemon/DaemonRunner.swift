@@ -213,7 +213,10 @@ public enum DaemonRunner {
         }
         let forwarder = try JetStreamForwarder(
             configuration: configuration, source: JournalForwardingSource(journal: journal),
-            epoch: StreamEpoch(rawValue: journal.epoch).description, cursorDirectory: state, logger: logger
+            epoch: StreamEpoch(rawValue: journal.epoch).description, cursorDirectory: state, logger: logger,
+            // First enabled on this stream: everything the journal holds now
+            // goes out; whatever leaves it unforwarded from now on is loud.
+            startingAfter: journal.firstSequence - 1
         ) { [services] gap in services.alertsDroppedBeforeForwarding(gap) }
         services.attach(forwarder)
         return forwarder

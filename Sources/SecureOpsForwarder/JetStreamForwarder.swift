@@ -64,12 +64,19 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
     ///   - cursorDirectory: where the cursor file is kept.
     ///   - onGap: called on the forwarder's thread, once per range of alerts
     ///     the source dropped before they were forwarded.
+    ///   - startingAfter: where a forwarder without a cursor of this epoch
+    ///     starts: after this sequence, stored as its cursor at once, so
+    ///     that anything the source drops from then on unforwarded counts
+    ///     as a gap, even across a restart before the first ack. nil: at the
+    ///     source's first record, and what it no longer has is not counted
+    ///     (it was gone before forwarding began).
     public init(
         configuration: ForwarderConfiguration,
         source: any ForwardingSource,
         epoch: String,
         cursorDirectory: OpenedDirectory,
         logger: Logger,
+        startingAfter: UInt64? = nil,
         onGap: @escaping @Sendable (ForwardingGap) -> Void
     ) throws {
         precondition(epoch.utf8.count == 16 && epoch.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) || ($0 >= 65 && $0 <= 70) },
@@ -82,15 +89,21 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
         self.onGap = onGap
         cursorFile = CursorFile(directory: cursorDirectory, name: configuration.cursorFileName)
         let stored = try cursorFile.load()
-        let cursor = stored?.epoch == epoch ? stored!.sequence : 0
+        var cursor = stored?.epoch == epoch ? stored!.sequence : 0
         if let stored, stored.epoch != epoch {
             logger.notice("forwarder cursor is of epoch \(stored.epoch), not \(epoch): starting at the journal's first alert")
+        }
+        var startsFresh = stored?.epoch != epoch
+        if startsFresh, let startingAfter {
+            cursor = startingAfter
+            try cursorFile.store(.init(epoch: epoch, sequence: cursor))
+            startsFresh = false
         }
         shared = ConditionLock(Shared(
             window: AckWindow(cursor: cursor),
             nextToRead: cursor + 1,
             gapReportedThrough: cursor,
-            startsFresh: stored?.epoch != epoch
+            startsFresh: startsFresh
         ))
     }
 

@@ -49,9 +49,16 @@ public final class JournalWriter: Sendable {
         var health = JournalHealth.healthy
         var lastSync = SystemClock.monotonicNanoseconds()
         var unsyncedWrites = false
-        var lastRetention: Int64 = 0
+        // Retention runs at most every 100 ms while alerts are written, once
+        // more after the last write (a burst that ends between two checks
+        // is not left over the limits until the next alert), and every
+        // minute when idle (for the age limit).
+        var lastRetention: UInt64 = 0
+        var writtenSinceRetention = false
+        func retentionDue() -> UInt64 { lastRetention + (writtenSinceRetention ? 100_000_000 : 60_000_000_000) }
         while true {
-            let wakeAt: UInt64? = policy == .interval && unsyncedWrites ? lastSync + UInt64(interval) : nil
+            var wakeAt: UInt64? = policy == .interval && unsyncedWrites ? lastSync + UInt64(interval) : nil
+            wakeAt = min(wakeAt ?? .max, retentionDue())
             let (batches, closed) = queue.take(wakingAt: wakeAt)
             var progress = JournalProgress(through: 0, health: health)
             var written: [JournalBatch] = []
@@ -86,10 +93,11 @@ public final class JournalWriter: Sendable {
                     lastSync = now // retried at the next interval, not in a spin
                 }
             }
-            let millisecondsNow = SystemClock.realtimeMilliseconds()
-            if millisecondsNow - lastRetention >= 1000 || !batches.isEmpty && millisecondsNow - lastRetention >= 100 {
-                progress.dropped = journal.enforceRetention(nowMilliseconds: millisecondsNow)
-                lastRetention = millisecondsNow
+            writtenSinceRetention = writtenSinceRetention || !written.isEmpty
+            if now >= retentionDue() {
+                progress.dropped = journal.enforceRetention(nowMilliseconds: SystemClock.realtimeMilliseconds())
+                lastRetention = now
+                writtenSinceRetention = false
             }
             if let failure = progress.failure {
                 health = .failing(failure.description)

@@ -16,7 +16,7 @@ struct SecureOpsBench: ParsableCommand {
             Exit status: 0 when every alert arrived once and in order and every request was answered; \
             1 when anything was lost, duplicated, reordered or refused; 2 when the run could not be set up.
             """,
-        subcommands: [Fanout.self, Rpc.self, Connect.self, Soak.self])
+        subcommands: [Fanout.self, Rpc.self, Connect.self, Soak.self, Forward.self])
 }
 
 /// Where the server comes from and how results are printed; every mode takes these.

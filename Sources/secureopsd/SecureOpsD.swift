@@ -75,6 +75,10 @@ struct Serve: ParsableCommand {
     @Flag(name: .customLong("no-journal"), help: "Keep alerts in memory only: a restart begins a new stream.")
     var noJournal = false
 
+    // For tests of retention: small segments drop sooner.
+    @Option(name: .customLong("journal-segment-bytes"), help: ArgumentHelp(visibility: .hidden))
+    var journalSegmentBytes: Int = 64 << 20
+
     @Option(name: .customLong("forward-nats"), help: "Forward every alert to NATS JetStream: server URLs, comma-separated (cluster seeds), like nats://nats1:4222,nats://nats2:4222.")
     var forwardNats: String?
 
@@ -168,6 +172,7 @@ struct Serve: ParsableCommand {
             journal.syncIntervalMilliseconds = journalSyncInterval
             journal.maxBytes = Self.size(journalMaxBytes)!
             journal.maxAgeSeconds = Self.seconds(journalMaxAge)!
+            journal.segmentBytes = max(4096, journalSegmentBytes)
             options.journal = journal
         }
         if let forwardNats {

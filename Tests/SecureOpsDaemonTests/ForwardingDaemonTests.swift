@@ -150,6 +150,29 @@ struct ForwardingDaemonTests {
         #expect(try resumed.stop() == 0)
     }
 
+    /// Retention drops journal segments while NATS is down: when it comes
+    /// back, what is gone is counted, said in one critical alert and
+    /// recorded; the rest is forwarded.
+    @Test func retentionThatDropsUnforwardedAlertsIsLoud() throws {
+        let scratch = try ScratchDirectory(prefix: "so-fwd")
+        let nats = try NATSServer(in: scratch)
+        let daemon = try DaemonProcess(extraArguments: [
+            "--forward-nats", nats.url, "--journal-max-bytes", "1M", "--journal-segment-bytes", "65536",
+        ])
+        try publishInBulk(socket: daemon.socketPath, count: 8000)
+        _ = try daemon.waitForStatus { ($0.journal?.firstSequence ?? 1) > 1 }
+
+        try nats.start()
+        let status = try daemon.waitForStatus(timeout: 60) { $0.forwarder.map { $0.acknowledgedSequence >= 8000 && $0.droppedBeforeForwarding > 0 } ?? false }
+        // What retention had dropped when the forwarder read the journal.
+        let firstKept = try #require(status.journal?.firstSequence)
+        #expect(status.forwarder?.droppedBeforeForwarding == firstKept - 1)
+        let alerts = try daemon.connect().alerts(limit: 5)
+        let loud = alerts.filter { $0.severity == .critical && $0.source == "secureopsd" }
+        #expect(loud.count == 1 && loud.first?.message.hasPrefix("\(firstKept - 1) alerts (sequences 1...\(firstKept - 1)) left the journal before they were forwarded") == true, "\(alerts.map(\.message))")
+        #expect(daemon.log.contains("alerts left the journal before they were forwarded"))
+    }
+
     @Test func forwardingNeedsTheJournal() throws {
         let (status, output) = try run(DaemonProcess.binaryDirectory + "/secureopsd", ["--forward-nats", "nats://127.0.0.1:1", "--no-journal"])
         #expect(status != 0)
