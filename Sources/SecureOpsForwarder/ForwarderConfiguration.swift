@@ -96,3 +96,21 @@ enum SubjectToken {
         }))
     }
 }
+
+/// Subjects by severity: a handful of values, each sanitized and joined
+/// once instead of per alert. Used by the forwarder's thread only.
+final class SubjectCache: @unchecked Sendable {
+    private let prefix: String
+    private var bySeverity: [String: String] = [:]
+
+    init(prefix: String) {
+        self.prefix = prefix
+    }
+
+    func subject(forSeverity severity: String) -> String {
+        if let subject = bySeverity[severity] { return subject }
+        let subject = prefix + SubjectToken.sanitize(severity)
+        if bySeverity.count < 64 { bySeverity[severity] = subject }
+        return subject
+    }
+}

@@ -23,6 +23,9 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
     private let logger: Logger
     private let onGap: @Sendable (ForwardingGap) -> Void
     private let shared: ConditionLock<Shared>
+    /// `<prefix>.<host>.<severity>` per severity, made once (the forwarder
+    /// thread's alone).
+    private let subjects: SubjectCache
     /// Written by start and stop only (the owner's calls, not concurrent).
     private var thread: pthread_t?
 
@@ -88,6 +91,7 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
         self.logger = logger
         self.onGap = onGap
         cursorFile = CursorFile(directory: cursorDirectory, name: configuration.cursorFileName)
+        subjects = SubjectCache(prefix: configuration.subjectPrefix + "." + configuration.hostName + ".")
         let stored = try cursorFile.load()
         var cursor = stored?.epoch == epoch ? stored!.sequence : 0
         if let stored, stored.epoch != epoch {
@@ -385,14 +389,17 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
                 return published
             }
             if let first = records.first { reportGap(before: first.sequence, readFrom: from) }
+            // Recorded before they go out, all in one lock: an ack may come
+            // before its publish returns. A publish that fails below sends
+            // everything after the cursor again, these included.
+            let now = ContinuousClock.now
+            shared.withLock { s in
+                for record in records { s.window.published(record.sequence, at: now) }
+                if let last = records.last { s.nextToRead = last.sequence + 1 }
+            }
             for record in records {
                 let sequence = record.sequence
-                // Recorded before it goes out: the ack may come first.
-                shared.withLock { s in
-                    s.window.published(sequence, at: .now)
-                    s.nextToRead = sequence + 1
-                }
-                let subject = "\(configuration.subjectPrefix).\(configuration.hostName).\(SubjectToken.sanitize(record.severity))"
+                let subject = subjects.subject(forSeverity: record.severity)
                 published = true
                 let status = record.frame.withUnsafeBytes { body in
                     cnats_publish_alert(link.jetStream, subject, body.baseAddress, Int32(body.count), "\(epoch)-\(sequence)", configuration.hostName)

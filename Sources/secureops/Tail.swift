@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import SecureOpsClient
 import SecureOpsForwarder
 import Synchronization
 
@@ -26,6 +27,9 @@ struct Tail: ParsableCommand {
     @Option(help: "NATS .creds file.")
     var creds: String?
 
+    @Flag(help: "Print each alert frame as the stream holds it, instead of a line per alert.")
+    var json = false
+
     func run() throws {
         var connection = NATSConnectionOptions(servers: nats.split(separator: ",").map { String($0) })
         connection.caFile = caFile
@@ -45,7 +49,14 @@ struct Tail: ParsableCommand {
         pthread_sigmask(SIG_UNBLOCK, &handled, nil)
         while !interrupted.load(ordering: .relaxed) {
             guard let message = try tail.next(timeout: .milliseconds(500)) else { continue }
-            print(String(decoding: message.body, as: UTF8.self))
+            if json {
+                print(String(decoding: message.body, as: UTF8.self))
+            } else if case .alert(let alert)? = try? FastJSONDecoder().decode(IpcResponse.self, from: message.body) {
+                // As `secureops subscribe` prints it, after the host it came from.
+                print(sanitized(message.headers["Secureops-Host"] ?? "?") + "  " + formatAlert(alert))
+            } else {
+                print("!! not an alert frame on \(sanitized(message.subject)): \(sanitized(String(decoding: message.body.prefix(200), as: UTF8.self)))")
+            }
             fflush(nil)
         }
     }

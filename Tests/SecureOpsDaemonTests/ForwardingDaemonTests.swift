@@ -135,15 +135,22 @@ struct ForwardingDaemonTests {
         for index in 1...3 { _ = try publisher.publish(AlertInput(severity: .high, source: "t", message: "first \(index)")) }
         _ = try daemon.waitForStatus { $0.forwarder?.acknowledgedSequence == 3 }
 
-        let first = try TailProcess(nats.url, durable: "ops")
+        let first = try TailProcess(nats.url, durable: "ops", json: true)
         let lines = try first.lines(3)
         #expect(lines.map { $0.contains("\"message\":\"first 1\"") } == [true, false, false])
         #expect(lines.allSatisfy { $0.hasPrefix("{\"type\":\"alert\",\"sequence\":") })
         #expect(try first.stop() == 0)
 
+        // Without --json, a line per alert as `secureops subscribe` prints
+        // it, after the host.
+        let readable = try TailProcess(nats.url, durable: nil, json: false)
+        let host = try #require(try readable.lines(1).first)
+        #expect(host.contains("  HIGH      #1  t: first 1"), "\(host)")
+        #expect(try readable.stop() == 0)
+
         for index in 1...2 { _ = try publisher.publish(AlertInput(severity: .high, source: "t", message: "second \(index)")) }
         _ = try daemon.waitForStatus { $0.forwarder?.acknowledgedSequence == 5 }
-        let resumed = try TailProcess(nats.url, durable: "ops")
+        let resumed = try TailProcess(nats.url, durable: "ops", json: true)
         let next = try resumed.lines(2)
         #expect(next.map { $0.contains("\"message\":\"second 1\"") } == [true, false])
         #expect(next[1].contains("\"message\":\"second 2\""))
@@ -173,6 +180,17 @@ struct ForwardingDaemonTests {
         #expect(daemon.log.contains("alerts left the journal before they were forwarded"))
     }
 
+    /// A host name that does not resolve: the forwarder keeps trying and
+    /// says why; the daemon serves as ever.
+    @Test func anUnknownHostLeavesTheForwarderConnectingWithTheReason() throws {
+        let daemon = try DaemonProcess(extraArguments: ["--forward-nats", "nats://no-such-host.invalid:4222"])
+        #expect(try daemon.connect().publish(AlertInput(severity: .low, source: "t", message: "local")) == 1)
+        let status = try daemon.waitForStatus(timeout: 20) { $0.forwarder?.lastError != nil }
+        #expect(status.forwarder?.state == "connecting", "\(String(describing: status.forwarder))")
+        #expect(status.forwarder?.lastError?.contains("no-such-host.invalid") == true, "\(String(describing: status.forwarder?.lastError))")
+        #expect(daemon.log.contains("no-such-host.invalid"))
+    }
+
     @Test func forwardingNeedsTheJournal() throws {
         let (status, output) = try run(DaemonProcess.binaryDirectory + "/secureopsd", ["--forward-nats", "nats://127.0.0.1:1", "--no-journal"])
         #expect(status != 0)
@@ -186,9 +204,9 @@ private final class TailProcess {
     private let output = Pipe()
     private var buffered = ""
 
-    init(_ url: String, durable: String) throws {
+    init(_ url: String, durable: String?, json: Bool = true) throws {
         process.executableURL = URL(fileURLWithPath: DaemonProcess.cliPath)
-        process.arguments = ["tail", "--nats", url, "--durable", durable]
+        process.arguments = ["tail", "--nats", url] + (durable.map { ["--durable", $0] } ?? []) + (json ? ["--json"] : [])
         process.standardOutput = output
         try process.run()
     }

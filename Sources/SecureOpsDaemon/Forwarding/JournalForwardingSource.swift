@@ -12,17 +12,34 @@ final class JournalForwardingSource: ForwardingSource {
     }
 
     func records(from sequence: UInt64, maxCount: Int) throws -> [ForwardedAlert] {
-        let decoder = FastJSONDecoder()
-        return try journal.records(from: sequence, maxCount: maxCount, maxBytes: 4 << 20).map { record in
+        try journal.records(from: sequence, maxCount: maxCount, maxBytes: 4 << 20).map { record in
             var frame = record.payload
             if frame.last == UInt8(ascii: "\n") { frame.removeLast() }
-            // Every journaled frame is an alert frame the daemon wrote.
-            let severity = (try? decoder.decode(SeverityOnly.self, from: frame).severity) ?? "unknown"
-            return ForwardedAlert(sequence: record.sequence, severity: severity, frame: frame)
+            return ForwardedAlert(sequence: record.sequence, severity: Self.severity(of: frame), frame: frame)
         }
     }
 
-    private struct SeverityOnly: Decodable {
-        var severity: String
+    private static let severityKey = Array(#","severity":""#.utf8)
+
+    /// The severity of an alert frame the daemon wrote (`AlertFrame`: the
+    /// member follows `timestamp`, its value one of a few plain words),
+    /// found by a scan instead of a parse: this runs once per forwarded
+    /// alert. A frame without it is "unknown".
+    static func severity(of frame: [UInt8]) -> String {
+        frame.withUnsafeBufferPointer { bytes in
+            let key = severityKey
+            var index = 0
+            while index + key.count < bytes.count {
+                if bytes[index] == key[0] && bytes[index..<index + key.count].elementsEqual(key) {
+                    let start = index + key.count
+                    var end = start
+                    while end < bytes.count && bytes[end] != UInt8(ascii: "\"") && bytes[end] != UInt8(ascii: "\\") { end += 1 }
+                    guard end < bytes.count, bytes[end] == UInt8(ascii: "\""), end > start else { return "unknown" }
+                    return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+                }
+                index += 1
+            }
+            return "unknown"
+        }
     }
 }
