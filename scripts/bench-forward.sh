@@ -9,6 +9,12 @@
 #
 #   scripts/bench-forward.sh            # 100,000 alerts, 3 runs per point
 #   ALERTS=20000 REPS=1 scripts/bench-forward.sh
+#   PIN=0 SUBSCRIBERS=1 WINDOW=1024 scripts/bench-forward.sh
+#
+# PIN=1 (default) puts nats-server and secureopsd on CPU 0 and the tool and
+# the anchor on CPU 1: then the anchor's client has a core to itself while
+# the daemon shares one with nats-server. PIN=0 lets the scheduler place
+# everything (fairer on two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -18,6 +24,17 @@ SUBSCRIBERS=${SUBSCRIBERS:-1000}
 SCRATCH=${SCRATCH:-.build-bench}
 SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
+PIN=${PIN:-1}
+WINDOW=${WINDOW:-64}
+if [ "$PIN" = 1 ]; then
+    on_server() { taskset -c "$SERVER_CPU" "$@"; }
+    on_tool() { taskset -c "$TOOL_CPU" "$@"; }
+    server_cpus=(--server-cpus "$SERVER_CPU")
+else
+    on_server() { "$@"; }
+    on_tool() { "$@"; }
+    server_cpus=()
+fi
 ./scripts/install-deps.sh >&2
 swift build -c release --scratch-path "$SCRATCH" --product secureopsd >&2
 swift build -c release --scratch-path "$SCRATCH" --product secureops-bench >&2
@@ -32,7 +49,7 @@ wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 
 # One server, and a cluster of three (the NATS servers share the server's CPU).
 single=$(free_port)
-taskset -c "$SERVER_CPU" nats-server -js -sd "$work/single" -a 127.0.0.1 -p "$single" >"$work/single.log" 2>&1 &
+on_server nats-server -js -sd "$work/single" -a 127.0.0.1 -p "$single" >"$work/single.log" 2>&1 &
 pids+=($!)
 wait_port "$single"
 cluster_urls=()
@@ -47,7 +64,7 @@ listen: 127.0.0.1:${client_ports[$i]}
 jetstream { store_dir: "$work/n$i" }
 cluster { name: bench, listen: 127.0.0.1:${route_ports[$i]}, routes: [${routes%, }] }
 CONF
-    taskset -c "$SERVER_CPU" nats-server -c "$work/n$i.conf" >"$work/n$i.log" 2>&1 &
+    on_server nats-server -c "$work/n$i.conf" >"$work/n$i.log" 2>&1 &
     pids+=($!)
     cluster_urls+=("nats://127.0.0.1:${client_ports[$i]}")
 done
@@ -59,9 +76,9 @@ results="$work/results.txt"
 for replicas in 1 3; do
     url="nats://127.0.0.1:$single"; [ "$replicas" = 3 ] && url="$cluster"
     for rep in $(seq "$REPS"); do
-        anchor=$(taskset -c "$TOOL_CPU" "$work/anchor" "${url%%,*}" "$ALERTS" 1024 "$replicas" | awk '/msgs\/s/ {for (i=1;i<=NF;i++) if ($i ~ /^[0-9.]+$/) v=$i} END {print v}')
-        forward=$(taskset -c "$TOOL_CPU" "$SCRATCH/release/secureops-bench" forward --nats "$url" --replicas "$replicas" \
-            --alerts "$ALERTS" --subscribers "$SUBSCRIBERS" --server-cpus "$SERVER_CPU" --json --no-progress)
+        anchor=$(on_tool "$work/anchor" "${url%%,*}" "$ALERTS" 1024 "$replicas" | awk '/msgs\/s/ {for (i=1;i<=NF;i++) if ($i ~ /^[0-9.]+$/) v=$i} END {print v}')
+        forward=$(on_tool "$SCRATCH/release/secureops-bench" forward --nats "$url" --replicas "$replicas" \
+            --alerts "$ALERTS" --subscribers "$SUBSCRIBERS" --window "$WINDOW" "${server_cpus[@]}" --json --no-progress)
         rate=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["forwardedPerSec"], r["deliveriesPerSec"], r["lost"])' "$forward")
         echo "replicas=$replicas rep=$rep anchor=$anchor forward=$rate" | tee -a "$results" >&2
     done

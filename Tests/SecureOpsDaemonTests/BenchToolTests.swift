@@ -194,7 +194,8 @@ struct BenchToolTests {
         // A ring of 4 KiB (about 16 alerts), 512 publishes in flight and no
         // bound on how far publishers run ahead: subscribers fall behind and
         // the daemon skips them ahead.
-        let daemon = try DaemonProcess(extraArguments: ["--retained-bytes", "4096"])
+        // Without the journal, which would serve the laggard from disk.
+        let daemon = try DaemonProcess(extraArguments: ["--retained-bytes", "4096", "--no-journal"])
         let (status, json, output) = try bench([
             "fanout", "--socket", daemon.socketPath, "--subscribers", "50", "--alerts", "5000", "--window", "512",
             "--backlog", "0", "--json", "--no-progress",

@@ -282,6 +282,12 @@ final class EpollBackend: IOBackend {
                 if n > 0 {
                     budget -= n
                     events.received(connection, UnsafeRawBufferPointer(start: receiveBuffer, count: n))
+                    // Less than a buffer: the socket is empty for now. The
+                    // set is level-triggered, so what comes next (more
+                    // bytes, the end of the stream) is reported again; a
+                    // second `recv` only to hear EAGAIN would be one system
+                    // call more per request.
+                    if n < receiveBufferSize { break }
                     continue
                 }
                 if n < 0 && errno == EINTR { continue }
