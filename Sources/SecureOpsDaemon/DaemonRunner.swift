@@ -109,7 +109,8 @@ public enum DaemonRunner {
         configuration.completionQueueEntries = options.engine.completionQueueEntries
         configuration.shutdownGracePeriod = .milliseconds(Int64(options.engine.shutdownGraceSeconds * 1000))
         configuration.journal = journal?.0
-        configuration.journalHealthChanged = { [services] health in services.journalHealthChanged(health) }
+        // Weak: the services hold the engine, which holds its configuration.
+        configuration.journalHealthChanged = { [weak services] health in services?.journalHealthChanged(health) }
         if let forwarder {
             configuration.journalAdvanced = { through in forwarder.notify(lastSequence: through) }
         }
@@ -217,7 +218,7 @@ public enum DaemonRunner {
             // First enabled on this stream: everything the journal holds now
             // goes out; whatever leaves it unforwarded from now on is loud.
             startingAfter: journal.firstSequence - 1
-        ) { [services] gap in services.alertsDroppedBeforeForwarding(gap) }
+        ) { [weak services] gap in services?.alertsDroppedBeforeForwarding(gap) }
         services.attach(forwarder)
         return forwarder
     }
