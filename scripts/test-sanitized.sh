@@ -21,7 +21,7 @@ swift build --build-tests --sanitize="$sanitizer" --scratch-path "$scratch" "${d
 # daemon is seen even though the test deletes the daemon's log.
 reports=$(mktemp -d /tmp/secureops-$sanitizer-reports-XXXXXX)
 export SECUREOPS_SANITIZER="$sanitizer"
-export ASAN_OPTIONS="detect_leaks=1:log_path=$reports/report"
+export ASAN_OPTIONS="detect_leaks=1:log_path=$reports/report:suppressions=$PWD/.asan-suppressions"
 export LSAN_OPTIONS="suppressions=$PWD/.lsan-suppressions:print_suppressions=0"
 export TSAN_OPTIONS="second_deadlock_stack=1:log_path=$reports/report:suppressions=$PWD/.tsan-suppressions"
 set +e
