@@ -206,9 +206,12 @@ struct ControlPlaneKillTests {
         try waitUntil(timeout: 20, "two onKill runs") { try auditFields(daemon.stateDirectory, event: "onkill-finished").count >= 2 }
         let finished = try auditFields(daemon.stateDirectory, event: "onkill-finished")
         #expect(finished.count == 2, "\(finished)")
-        // Every kill is accounted for: one started the first run, the rest
-        // were folded into the second.
-        #expect(finished.compactMap { $0.int("coalescedKills") } == [0, 9], "\(finished)")
+        // Every kill is accounted for: one started the first run, every other
+        // was folded into a run. (How many the first run took depends on how
+        // soon its thread started: none of the other 9 here when idle, 4 on a
+        // loaded CI machine; the second took the rest.)
+        let coalesced = finished.compactMap { $0.int("coalescedKills") }
+        #expect(coalesced.count == 2 && 1 + coalesced.reduce(0, +) == 10 && coalesced[1] > 0, "\(finished)")
         #expect(try String(contentsOfFile: runs, encoding: .utf8).split(separator: "\n").count == 2)
         #expect(try auditFields(daemon.stateDirectory, event: "kill").count == 10)
     }
