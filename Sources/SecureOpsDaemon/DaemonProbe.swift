@@ -2,12 +2,14 @@ import SecureOpsSystem
 import Glibc
 import SecureOpsEngine
 
-/// Whether a daemon answers on a socket path (connect succeeds).
+/// Whether a live daemon listens on a socket path.
+///
+/// The engine's check, not a bare connect(): right after a daemon is
+/// killed (-9), the kernel's asynchronous io_uring teardown can keep its
+/// listening socket accepting for a moment, and a restart that took that
+/// for a live server refused to start (seen in the journal's crash trials).
 public enum DaemonProbe {
     public static func isServing(socketPath: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return UnixSocketAddress.connect(fd, to: Array(socketPath.utf8)) == 0
+        UnixListener.isAnswering(path: socketPath)
     }
 }

@@ -19,7 +19,7 @@ import Synchronization
 /// check, the unlink, the bind itself (to `/proc/self/fd/N/name`), the
 /// check after bind and the unlink at exit. Nobody can swap the directory
 /// between the check and the use.
-struct UnixListener {
+package struct UnixListener {
     let fd: Int32
     let path: String
     private let directory: OpenedDirectory
@@ -158,7 +158,7 @@ struct UnixListener {
     /// nobody will ever serve. The listener's creator is known from
     /// SO_PEERCRED on the connected socket; if that process is gone, the
     /// socket is stale.
-    static func isAnswering(path: String) -> Bool {
+    package static func isAnswering(path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
