@@ -56,14 +56,7 @@ extension EventLoop {
             else { continue }
             scratch.reset()
             waiter.write(waiter.sequence, progress.persisted(waiter.sequence) ? .persisted : .notPersisted(reason), &scratch)
-            let released = connection.replies.persisted(waiter.requestID, bytes: scratch.bytes)
-            for reply in released {
-                reply.bytes.withUnsafeBytes {
-                    release($0, to: connection, subscribeAt: reply.subscribeAt, closeAfterwards: reply.closeAfterwards)
-                }
-            }
-            resumeReadingIfBelowLimits(connection)
-            checkDrainComplete(connection)
+            releaseHeld(connection.replies.persisted(waiter.requestID, bytes: scratch.bytes), to: connection)
         }
         if persistenceHead == persistenceWaiters.count {
             persistenceWaiters.removeAll(keepingCapacity: true)

@@ -27,7 +27,7 @@ extension EventLoop {
         }
     }
 
-    func release(_ bytes: UnsafeRawBufferPointer, to connection: Connection, subscribeAt: UInt64?, closeAfterwards: Bool) {
+    private func release(_ bytes: UnsafeRawBufferPointer, to connection: Connection, subscribeAt: UInt64?, closeAfterwards: Bool) {
         appendOutput(bytes, to: connection)
         if let subscribeAt { activateSubscription(connection, cursor: subscribeAt) }
         if closeAfterwards {
@@ -105,6 +105,13 @@ extension EventLoop {
         }
         let (released, next) = connection.replies.finish(requestID, bytes: bytes, closeAfterwards: closeAfterwards)
         if let next { startOffload(next, for: id) }
+        releaseHeld(released, to: connection)
+    }
+
+    /// Replies that waited (for an offload or the journal) and may leave
+    /// now, in order; then the connection may read again, or finish its
+    /// drain.
+    func releaseHeld(_ released: ArraySlice<PendingReply>, to connection: Connection) {
         for reply in released {
             reply.bytes.withUnsafeBytes {
                 release($0, to: connection, subscribeAt: reply.subscribeAt, closeAfterwards: reply.closeAfterwards)
