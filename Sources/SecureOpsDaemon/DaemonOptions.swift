@@ -63,6 +63,7 @@ public struct EngineTuning: Sendable {
     public var reservedConnections = 32
     public var shutdownGraceSeconds: Double = 5
     public var ioBackend = IOBackendChoice.auto
+    public var journalWriter = EngineConfiguration.JournalWriterChoice.loop
 
     public init() {}
 }

@@ -103,6 +103,7 @@ public enum DaemonRunner {
         raiseDescriptorLimit(logger: logger)
         var configuration = EngineConfiguration(socketPath: options.socketPath)
         configuration.ioBackend = options.engine.ioBackend
+        configuration.journalWriter = options.engine.journalWriter
         configuration.socketMode = options.socketMode
         configuration.limits = services.engineLimits(for: policy)
         configuration.receiveBufferCount = options.engine.receiveBufferCount

@@ -5,8 +5,10 @@ import SecureOpsSystem
 /// (docs/DESIGN.md, "The journal"): the records of one stream (one epoch),
 /// numbered by the stream's sequences, in segment files in one directory.
 ///
-/// One thread writes (`append`, `sync`, `enforceRetention`: the
-/// `JournalWriter`'s); any thread reads (`records(from:)`), up to what has
+/// One writer at a time writes (`append`, or `prepareAppend` and its
+/// outcome, `rotate`, `sync`; the `JournalWriter`'s thread, or the event
+/// loop's io_uring writer); retention may run beside it (it never drops
+/// the segment being written); any thread reads (`records(from:)`), up to what has
 /// been written whole. Opening recovers: a torn tail is cut, damage before
 /// the end moves the segments aside and starts a new stream.
 public final class Journal: Sendable {
@@ -143,60 +145,110 @@ public final class Journal: Sendable {
         return JournalSegment(name: name, header: header, file: file, scan: SegmentScan())
     }
 
-    // MARK: - Writing (the writer thread only)
+    // MARK: - Writing (one writer: the `JournalWriter`'s thread, or the event loop with io_uring)
 
-    /// Writes `batch` after everything before it, in one write. All or
-    /// nothing: after a failure (a full disk) the segment is cut back to
-    /// where it was, and the batch's sequences stay missing from the
-    /// journal; a later batch may follow them.
-    func append(_ batch: JournalBatch) throws(JournalError) {
+    /// Writes `batch` after everything before it, in one write, starting a
+    /// new segment first when the active one is full. All or nothing:
+    /// after a failure (a full disk) the segment is cut back to where it
+    /// was, and the batch's sequences stay missing from the journal; a
+    /// later batch may follow them.
+    public func append(_ batch: JournalBatch) throws(JournalError) {
         guard !batch.lengths.isEmpty else { return }
-        let (active, next) = state.withLock { ($0.segments[$0.segments.count - 1], $0.nextSequence) }
-        precondition(batch.firstSequence >= next, "journal batch at \(batch.firstSequence) after \(next)")
-        var segment = active
-        if active.size >= configuration.segmentBytes && active.count > 0 {
-            segment = try Self.createSegment(in: directory, header: .init(epoch: epoch, firstSequence: batch.firstSequence))
-            state.withLock {
-                $0.unsynced.append(active)
-                $0.segments.append(segment)
-            }
+        if activeSegmentIsFull { try rotate(firstSequence: batch.firstSequence) }
+        let append = prepareAppend([batch])
+        if let code = Self.writeAll(UnsafeRawBufferPointer(append.bytes), to: append.segment.file, at: append.offset) {
+            let error = SystemError("write", directory.pathOf(append.segment.name), code: code)
+            appendFailed(append)
+            throw .io(error)
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(batch.payloads.count + batch.lengths.count * JournalFormat.recordHeaderSize)
-        var offsets: [Int] = []
-        offsets.reserveCapacity(batch.lengths.count)
-        batch.payloads.withUnsafeBytes { payloads in
-            var position = 0
-            for (index, length) in batch.lengths.enumerated() {
-                offsets.append(segment.size + bytes.count)
-                JournalFormat.appendRecord(
-                    sequence: batch.firstSequence + UInt64(index), timestampMilliseconds: batch.timestampMilliseconds,
-                    payload: UnsafeRawBufferPointer(rebasing: payloads[position..<position + length]), to: &bytes)
-                position += length
-            }
-        }
-        if let code = Self.writeAll(bytes, to: segment.file, at: segment.size) {
-            // Whatever part was written is not a record: cut it off, so the
-            // next batch starts on a record boundary.
-            _ = ftruncate(segment.file.raw, off_t(segment.size))
-            throw .io(SystemError("write", directory.pathOf(segment.name), code: code))
-        }
-        let end = segment.size + bytes.count
+        appendWritten(append)
+    }
+
+    /// Whether the next write must start a new segment (`rotate`) first.
+    public var activeSegmentIsFull: Bool {
         state.withLock { state in
-            for (index, offset) in offsets.enumerated() {
-                let size = (index + 1 < offsets.count ? offsets[index + 1] : end) - offset
-                segment.noteAppended(
-                    sequence: batch.firstSequence + UInt64(index), timestampMilliseconds: batch.timestampMilliseconds,
-                    offset: offset, size: size)
+            let active = state.segments[state.segments.count - 1]
+            return active.size >= configuration.segmentBytes && active.count > 0
+        }
+    }
+
+    /// Starts a new active segment whose first record will be
+    /// `firstSequence`. Blocks on the disk: it creates a file and syncs
+    /// the directory.
+    public func rotate(firstSequence: UInt64) throws(JournalError) {
+        let segment = try Self.createSegment(in: directory, header: .init(epoch: epoch, firstSequence: firstSequence))
+        state.withLock { state in
+            state.unsynced.append(state.segments[state.segments.count - 1])
+            state.segments.append(segment)
+        }
+    }
+
+    /// `batches` (consecutive, after everything written) encoded as records
+    /// for one write at the end of the active segment. The caller writes
+    /// `bytes` at `offset` of `descriptor`, then reports `appendWritten`
+    /// or `appendFailed`; nothing else is appended meanwhile.
+    public func prepareAppend(_ batches: [JournalBatch]) -> JournalAppend {
+        let (segment, next) = state.withLock { ($0.segments[$0.segments.count - 1], $0.nextSequence) }
+        precondition(!batches.isEmpty && batches[0].firstSequence >= next, "journal batches start after \(next)")
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(batches.reduce(0) { $0 + $1.payloads.count + $1.lengths.count * JournalFormat.recordHeaderSize })
+        var placements: [JournalAppend.Placement] = []
+        placements.reserveCapacity(batches.reduce(0) { $0 + $1.lengths.count })
+        for batch in batches {
+            precondition(placements.last.map { batch.firstSequence == $0.sequence + 1 } ?? true, "journal batches are consecutive")
+            batch.payloads.withUnsafeBytes { payloads in
+                var position = 0
+                for (index, length) in batch.lengths.enumerated() {
+                    let sequence = batch.firstSequence + UInt64(index)
+                    let before = bytes.count
+                    JournalFormat.appendRecord(
+                        sequence: sequence, timestampMilliseconds: batch.timestampMilliseconds,
+                        payload: UnsafeRawBufferPointer(rebasing: payloads[position..<position + length]), to: &bytes)
+                    placements.append(.init(
+                        sequence: sequence, timestampMilliseconds: batch.timestampMilliseconds,
+                        offset: segment.size + before, size: bytes.count - before))
+                    position += length
+                }
             }
-            assert(segment.size == end, "the records noted end where the write did")
-            state.nextSequence = batch.firstSequence + UInt64(batch.lengths.count)
+        }
+        return JournalAppend(segment: segment, offset: segment.size, encoded: bytes, placements: placements)
+    }
+
+    /// The write of `append` went through whole: its records are readable.
+    public func appendWritten(_ append: JournalAppend) {
+        state.withLock { state in
+            let segment = append.segment
+            assert(segment === state.segments[state.segments.count - 1] && segment.size == append.offset,
+                   "an append is written where it was prepared, with nothing in between")
+            for placement in append.placements {
+                segment.noteAppended(
+                    sequence: placement.sequence, timestampMilliseconds: placement.timestampMilliseconds,
+                    offset: placement.offset, size: placement.size)
+            }
+            assert(segment.size == append.offset + append.bytes.count, "the records noted end where the write did")
+            state.nextSequence = append.sequences.upperBound + 1
             if !state.unsynced.contains(where: { $0 === segment }) { state.unsynced.append(segment) }
         }
     }
 
+    /// The write of `append` failed or fell short: whatever part reached
+    /// the file is not a record, so the segment is cut back to where the
+    /// append began, and the next append starts on a record boundary.
+    /// Blocks on the disk (`ftruncate`).
+    public func appendFailed(_ append: JournalAppend) {
+        _ = ftruncate(append.segment.file.raw, off_t(append.offset))
+    }
+
+    /// A segment's path, for messages.
+    public func path(ofSegment name: String) -> String { directory.pathOf(name) }
+
+    /// The active segment, for an `fdatasync` its writer issues itself.
+    public var activeSegment: JournalSegmentHandle {
+        state.withLock { JournalSegmentHandle(segment: $0.segments[$0.segments.count - 1]) }
+    }
+
     /// `fdatasync` of everything written since the last call.
-    func sync() throws(JournalError) {
+    public func sync() throws(JournalError) {
         let segments = state.withLock { state in
             defer { state.unsynced.removeAll() }
             return state.unsynced
@@ -211,7 +263,7 @@ public final class Journal: Sendable {
     /// Drops the oldest segments while the journal is over its size or
     /// they are older than its age limit; never the one being written.
     /// Returns what was dropped.
-    func enforceRetention(nowMilliseconds: Int64) -> [DroppedSegment] {
+    public func enforceRetention(nowMilliseconds: Int64) -> [DroppedSegment] {
         let cutoff = nowMilliseconds - Int64(configuration.maxAgeSeconds) * 1000
         let dropped: [JournalSegment] = state.withLock { state in
             var total = state.segments.reduce(0) { $0 + $1.size }
@@ -231,10 +283,10 @@ public final class Journal: Sendable {
         }
     }
 
-    private static func writeAll(_ bytes: [UInt8], to file: FileDescriptor, at offset: Int) -> Int32? {
+    private static func writeAll(_ bytes: UnsafeRawBufferPointer, to file: FileDescriptor, at offset: Int) -> Int32? {
         var written = 0
         while written < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(file.raw, $0.baseAddress! + written, $0.count - written, off_t(offset + written)) }
+            let n = pwrite(file.raw, bytes.baseAddress! + written, bytes.count - written, off_t(offset + written))
             if n < 0 && errno == EINTR { continue }
             if n < 0 { return errno }
             if n == 0 { return EIO }
@@ -382,6 +434,49 @@ public struct JournalBatch: Sendable {
     }
 
     public var lastSequence: UInt64 { firstSequence + UInt64(lengths.count) - 1 }
+}
+
+/// Records encoded for one write at the end of the active segment
+/// (`Journal.prepareAppend`). The bytes are in memory of their own that
+/// stays put until the append is released, so the kernel may read them
+/// while an asynchronous write is in flight.
+public final class JournalAppend: @unchecked Sendable {
+    struct Placement {
+        var sequence: UInt64
+        var timestampMilliseconds: Int64
+        var offset: Int
+        var size: Int
+    }
+
+    let segment: JournalSegment
+    /// Where in the segment file the bytes go.
+    public let offset: Int
+    public let bytes: UnsafeMutableRawBufferPointer
+    let placements: [Placement]
+    public let sequences: ClosedRange<UInt64>
+
+    init(segment: JournalSegment, offset: Int, encoded: [UInt8], placements: [Placement]) {
+        self.segment = segment
+        self.offset = offset
+        self.placements = placements
+        sequences = placements[0].sequence...placements[placements.count - 1].sequence
+        bytes = .allocate(byteCount: encoded.count, alignment: 16)
+        encoded.withUnsafeBytes { bytes.copyMemory(from: $0) }
+    }
+
+    deinit { bytes.deallocate() }
+
+    /// The segment file's descriptor, open for as long as this lives.
+    public var descriptor: Int32 { segment.file.raw }
+    public var segmentName: String { segment.name }
+}
+
+/// A segment kept open while its writer syncs it (retention may drop it
+/// from the journal meanwhile; the descriptor stays valid).
+public struct JournalSegmentHandle: @unchecked Sendable {
+    let segment: JournalSegment
+    public var descriptor: Int32 { segment.file.raw }
+    public var name: String { segment.name }
 }
 
 public struct JournalRecord: Sendable, Equatable {

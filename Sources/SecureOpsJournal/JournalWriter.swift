@@ -1,8 +1,9 @@
 import Glibc
 import SecureOpsSystem
 
-/// The thread that writes the journal, so that the event loop never waits
-/// for the disk: the loop hands over each turn's records (`submit`), the
+/// The thread that writes the journal where the event loop cannot submit
+/// file writes itself (epoll; with io_uring the loop writes through its
+/// ring), so that the loop never waits for the disk: the loop hands over each turn's records (`submit`), the
 /// writer writes everything queued in one go, syncs per the policy, and
 /// reports how far the records are persisted (`JournalProgress`), which
 /// the loop turns into `publish` replies.
@@ -44,21 +45,10 @@ public final class JournalWriter: Sendable {
     // MARK: - The writer thread
 
     private func run() {
-        let policy = journal.configuration.syncPolicy
-        let interval = Int64(journal.configuration.syncIntervalMilliseconds) * 1_000_000
+        var schedule = JournalSchedule(journal.configuration, now: SystemClock.monotonicNanoseconds())
         var health = JournalHealth.healthy
-        var lastSync = SystemClock.monotonicNanoseconds()
-        var unsyncedWrites = false
-        // Retention runs at most every 100 ms while alerts are written, once
-        // more after the last write (a burst that ends between two checks
-        // is not left over the limits until the next alert), and every
-        // minute when idle (for the age limit).
-        var lastRetention: UInt64 = 0
-        var writtenSinceRetention = false
-        func retentionDue() -> UInt64 { lastRetention + (writtenSinceRetention ? 100_000_000 : 60_000_000_000) }
         while true {
-            var wakeAt: UInt64? = policy == .interval && unsyncedWrites ? lastSync + UInt64(interval) : nil
-            wakeAt = min(wakeAt ?? .max, retentionDue())
+            let wakeAt = min(schedule.nextSyncAt ?? .max, schedule.retentionDueAt)
             let (batches, closed) = queue.take(wakingAt: wakeAt)
             var progress = JournalProgress(through: 0, health: health)
             var written: [JournalBatch] = []
@@ -66,44 +56,33 @@ public final class JournalWriter: Sendable {
                 do {
                     try journal.append(batch)
                     written.append(batch)
+                    schedule.wrote()
                 } catch {
                     progress.failed.append(batch.firstSequence...batch.lastSequence)
                     progress.failure = error
                 }
                 progress.through = batch.lastSequence
             }
-            unsyncedWrites = unsyncedWrites || !written.isEmpty
             let now = SystemClock.monotonicNanoseconds()
-            let syncDue = switch policy {
-            case .always: unsyncedWrites
-            case .interval: unsyncedWrites && (now >= lastSync + UInt64(interval) || closed)
-            case .none: closed && unsyncedWrites
-            }
+            let syncDue = schedule.syncDue(now: now, closing: closed)
             if syncDue {
                 do {
                     try journal.sync()
-                    unsyncedWrites = false
-                    lastSync = now
+                    schedule.syncFinished(succeeded: true, now: now)
                 } catch {
                     // What `always` was about to confirm is not on the disk.
-                    if policy == .always {
+                    if schedule.policy == .always {
                         progress.failed.append(contentsOf: written.map { $0.firstSequence...$0.lastSequence })
                     }
                     progress.failure = error
-                    lastSync = now // retried at the next interval, not in a spin
+                    schedule.syncFinished(succeeded: false, now: now)
                 }
             }
-            writtenSinceRetention = writtenSinceRetention || !written.isEmpty
-            if now >= retentionDue() {
+            if now >= schedule.retentionDueAt {
                 progress.dropped = journal.enforceRetention(nowMilliseconds: SystemClock.realtimeMilliseconds())
-                lastRetention = now
-                writtenSinceRetention = false
+                schedule.retentionRan(now: now)
             }
-            if let failure = progress.failure {
-                health = .failing(failure.description)
-            } else if !written.isEmpty || syncDue {
-                health = .healthy
-            }
+            health = health.after(failure: progress.failure, succeeded: !written.isEmpty || syncDue)
             progress.health = health
             if !batches.isEmpty || syncDue || !progress.dropped.isEmpty || progress.failure != nil { report(progress) }
             if closed && queue.isDrained { return }
@@ -124,7 +103,7 @@ public struct JournalProgress: Sendable {
     public var dropped: [DroppedSegment] = []
     public var health: JournalHealth
 
-    init(through: UInt64, health: JournalHealth) {
+    public init(through: UInt64, health: JournalHealth) {
         self.through = through
         self.health = health
     }
@@ -139,6 +118,13 @@ public enum JournalHealth: Sendable, Equatable {
     case healthy
     /// The last write or sync failed; the text says why.
     case failing(String)
+
+    /// The health after a round of writes: failing when something in it
+    /// failed, healthy again once a write or sync went through.
+    public func after(failure: JournalError?, succeeded: Bool) -> JournalHealth {
+        if let failure { return .failing(failure.description) }
+        return succeeded ? .healthy : self
+    }
 }
 
 /// Batches from the loop to the writer: a mutex and a condition variable

@@ -110,6 +110,8 @@ public struct JournalReport: Sendable, Equatable, Codable {
     public var healthy: Bool
     /// `always`, `interval` or `none`.
     public var sync: String
+    /// What writes it: `io_uring` (the event loop's own ring) or `thread`.
+    public var writer: String?
     /// Every alert up to this sequence has been written or failed to be.
     public var persistedThrough: UInt64
     /// The oldest alert the journal still holds.
@@ -121,9 +123,10 @@ public struct JournalReport: Sendable, Equatable, Codable {
     /// Why writes fail, while they do (for operators; others see that they fail).
     public var lastError: String?
 
-    public init(healthy: Bool, sync: String, persistedThrough: UInt64, firstSequence: UInt64, segments: Int, bytes: Int, failedAlerts: Int, lastError: String?) {
+    public init(healthy: Bool, sync: String, writer: String?, persistedThrough: UInt64, firstSequence: UInt64, segments: Int, bytes: Int, failedAlerts: Int, lastError: String?) {
         self.healthy = healthy
         self.sync = sync
+        self.writer = writer
         self.persistedThrough = persistedThrough
         self.firstSequence = firstSequence
         self.segments = segments

@@ -17,6 +17,7 @@ struct SecureOpsD: ParsableCommand {
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 extension IOBackendChoice: ExpressibleByArgument {}
 extension JournalSyncPolicy: ExpressibleByArgument {}
+extension EngineConfiguration.JournalWriterChoice: ExpressibleByArgument {}
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the daemon in the foreground (the default).")
@@ -74,6 +75,11 @@ struct Serve: ParsableCommand {
 
     @Flag(name: .customLong("no-journal"), help: "Keep alerts in memory only: a restart begins a new stream.")
     var noJournal = false
+
+    // For benchmarks: the loop's io_uring journal writes against a writer
+    // thread's (`loop` is a writer thread on epoll anyway).
+    @Option(name: .customLong("journal-writer"), help: ArgumentHelp(visibility: .hidden))
+    var journalWriter: EngineConfiguration.JournalWriterChoice = .loop
 
     // For tests of retention: small segments drop sooner.
     @Option(name: .customLong("journal-segment-bytes"), help: ArgumentHelp(visibility: .hidden))
@@ -158,6 +164,7 @@ struct Serve: ParsableCommand {
         tuning.receiveBufferCount = receiveBuffers
         tuning.completionQueueEntries = completionQueueEntries
         tuning.ioBackend = ioBackend
+        tuning.journalWriter = journalWriter
         var options = DaemonOptions(
             socketPath: socket ?? WireDefaults.socketPath(),
             socketMode: UInt32(socketMode, radix: 8)!,

@@ -129,4 +129,6 @@ final class RecordingEvents: IOEvents {
     func receiveEnded(_ connection: ConnectionID, _ end: ReceiveEnd) { log.append("receiveEnded \(connection) \(end)") }
     func sendCompleted(_ connection: ConnectionID, result: Int32) { log.append("sent \(connection) \(result)") }
     func hangupCompleted(_ connection: ConnectionID, result: Int32) { log.append("hangup \(connection) \(result)") }
+    func fileWriteCompleted(result: Int32) { log.append("fileWrite \(result)") }
+    func fileSyncCompleted(result: Int32) { log.append("fileSync \(result)") }
 }

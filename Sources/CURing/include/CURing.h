@@ -53,6 +53,7 @@ static const uint32_t CU_FEAT_FAST_POLL = IORING_FEAT_FAST_POLL;
 static const uint32_t CU_ASYNC_CANCEL_ALL = IORING_ASYNC_CANCEL_ALL;
 static const uint32_t CU_ASYNC_CANCEL_FD = IORING_ASYNC_CANCEL_FD;
 static const uint32_t CU_ASYNC_CANCEL_ANY = IORING_ASYNC_CANCEL_ANY;
+static const uint32_t CU_FSYNC_DATASYNC = IORING_FSYNC_DATASYNC;
 
 // MARK: - Operation codes the engine probes for
 static const int CU_OP_ACCEPT = IORING_OP_ACCEPT;
@@ -62,6 +63,8 @@ static const int CU_OP_SENDMSG = IORING_OP_SENDMSG;
 static const int CU_OP_POLL_ADD = IORING_OP_POLL_ADD;
 static const int CU_OP_READ = IORING_OP_READ;
 static const int CU_OP_ASYNC_CANCEL = IORING_OP_ASYNC_CANCEL;
+static const int CU_OP_WRITE = IORING_OP_WRITE;
+static const int CU_OP_FSYNC = IORING_OP_FSYNC;
 static const int CU_OP_PROVIDE_BUFFERS = IORING_OP_PROVIDE_BUFFERS;
 
 /// Reads the slot of the SQ or CQ ring without the inline helpers Swift may

@@ -35,7 +35,7 @@ extension JournalReport {
         var lastError: String?
         if case .failing(let why) = status.health { lastError = detailed ? why : "writes are failing (details for operators)" }
         self.init(
-            healthy: status.health == .healthy, sync: status.syncPolicy.rawValue, persistedThrough: status.through,
+            healthy: status.health == .healthy, sync: status.syncPolicy.rawValue, writer: status.writer.rawValue, persistedThrough: status.through,
             firstSequence: status.storage.firstSequence, segments: status.storage.segments, bytes: status.storage.bytes,
             failedAlerts: status.failedRecords, lastError: lastError)
     }

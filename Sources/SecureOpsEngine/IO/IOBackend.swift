@@ -56,6 +56,18 @@ protocol IOBackend: AnyObject {
     var overflowCount: Int { get }
 }
 
+/// A backend that also writes and syncs files for the loop, asynchronously
+/// (io_uring): the journal is then written from the loop itself, its
+/// writes batched per turn, with no thread in between. One write or one
+/// sync is in flight at a time, and it completes exactly once, from `wait`
+/// (`fileWriteCompleted`, `fileSyncCompleted`); the bytes are the
+/// backend's to read until then.
+protocol FileWritingBackend: IOBackend {
+    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int)
+    /// `fdatasync`.
+    func syncFile(fd: Int32)
+}
+
 /// What a backend reports, on the loop thread, from inside `wait`.
 protocol IOEvents: AnyObject {
     /// The blocking part of `wait` is over; events follow. The loop reads
@@ -73,6 +85,11 @@ protocol IOEvents: AnyObject {
     func receiveEnded(_ connection: ConnectionID, _ end: ReceiveEnd)
     func sendCompleted(_ connection: ConnectionID, result: Int32)
     func hangupCompleted(_ connection: ConnectionID, result: Int32)
+    /// Bytes written, possibly fewer than asked, or `-errno`
+    /// (`FileWritingBackend` only).
+    func fileWriteCompleted(result: Int32)
+    /// 0 or `-errno` (`FileWritingBackend` only).
+    func fileSyncCompleted(result: Int32)
 }
 
 /// Why a receive stopped delivering.

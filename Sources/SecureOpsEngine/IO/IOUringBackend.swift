@@ -12,6 +12,8 @@ import Logging
 /// | armReceive      | multishot `recv` from the provided-buffer group       |
 /// | send            | `send` for one range, else `sendmsg` (`MSG_NOSIGNAL`) |
 /// | armHangup       | `poll_add(POLLHUP \| POLLERR)`                        |
+/// | writeFile       | `write` at an offset (the journal)                    |
+/// | syncFile        | `fsync(IORING_FSYNC_DATASYNC)` (the journal)          |
 /// | cancel…         | `async_cancel` by user data, or by fd (`CANCEL_ALL`)  |
 /// | (wake-ups)      | `read` of the inbox's eventfd, re-armed each time     |
 ///
@@ -19,7 +21,7 @@ import Logging
 /// generation (`OperationTag`), so a completion for a closed connection
 /// can never act on the one that reused its slot (invariant 2). Created on
 /// the loop thread and used only there (`SINGLE_ISSUER`, `DEFER_TASKRUN`).
-final class IOURingBackend: IOBackend {
+final class IOURingBackend: FileWritingBackend {
     let ring: IOURing
     let receiveBuffers: ProvidedBufferRing
     private let logger: Logger
@@ -35,6 +37,7 @@ final class IOURingBackend: IOBackend {
     static let requiredOperations: [(name: String, code: Int32)] = [
         ("ACCEPT", CU_OP_ACCEPT), ("RECV", CU_OP_RECV), ("SEND", CU_OP_SEND), ("SENDMSG", CU_OP_SENDMSG),
         ("READ", CU_OP_READ), ("POLL_ADD", CU_OP_POLL_ADD), ("ASYNC_CANCEL", CU_OP_ASYNC_CANCEL),
+        ("WRITE", CU_OP_WRITE), ("FSYNC", CU_OP_FSYNC),
     ]
 
     init(configuration: EngineConfiguration, wakeFD: Int32, logger: Logger) throws(EngineError) {
@@ -125,6 +128,18 @@ final class IOURingBackend: IOBackend {
 
     func release(fd: Int32) {}
 
+    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int) {
+        let sqe = ring.nextSubmission()
+        io_uring_prep_write(sqe, fd, bytes.baseAddress, UInt32(bytes.count), UInt64(offset))
+        sqe.pointee.user_data = OperationTag(kind: .fileWrite).userData
+    }
+
+    func syncFile(fd: Int32) {
+        let sqe = ring.nextSubmission()
+        io_uring_prep_fsync(sqe, fd, CU_FSYNC_DATASYNC)
+        sqe.pointee.user_data = OperationTag(kind: .fileSync).userData
+    }
+
     private func cancel(_ userData: UInt64) {
         let sqe = ring.nextSubmission()
         io_uring_prep_cancel64(sqe, userData, 0)
@@ -199,6 +214,10 @@ final class IOURingBackend: IOBackend {
                 acceptsArmed.remove(listener)
                 events.acceptEnded(listener: listener)
             }
+        case .fileWrite:
+            events.fileWriteCompleted(result: result)
+        case .fileSync:
+            events.fileSyncCompleted(result: result)
         case .wake:
             wakeArmed = false
             if !stopping { armWake() }

@@ -261,22 +261,26 @@ private struct LoopThreadStart<Handler: RequestHandler> {
             stopped.signal()
             return
         }
-        var journalWriter: JournalWriter?
+        var journalWrites: JournalWrites?
         if let journal = configuration.journal {
             let inbox = self.inbox
-            do {
-                journalWriter = try JournalWriter(journal: journal) { progress in inbox.post(.journalProgress(progress)) }
-            } catch {
-                for listener in listeners { listener.close(logger: logger) }
-                _ = inbox.close()
-                startup.finish(.failure(.invalidState("could not start the journal writer: \(error)")))
-                stopped.signal()
-                return
+            if configuration.journalWriter == .loop, let ring = backend as? FileWritingBackend {
+                journalWrites = .ring(JournalRingWriter(journal: journal, backend: ring, inbox: inbox, now: SystemClock.monotonicNanoseconds()))
+            } else {
+                do {
+                    journalWrites = .thread(try JournalWriter(journal: journal) { progress in inbox.post(.journalProgress(progress)) })
+                } catch {
+                    for listener in listeners { listener.close(logger: logger) }
+                    _ = inbox.close()
+                    startup.finish(.failure(.invalidState("could not start the journal writer: \(error)")))
+                    stopped.signal()
+                    return
+                }
             }
         }
         let loop = EventLoop(
             configuration: configuration, listeners: listeners, backend: backend, inbox: inbox,
-            counters: counters, logger: logger, connectionCapacity: capacity, journalWriter: journalWriter)
+            counters: counters, logger: logger, connectionCapacity: capacity, journalWrites: journalWrites)
         loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop, epoch: epoch)
         startup.finish(.success(Started(backend: serving, listeners: listeners.map(\.address))))
         loop.run()

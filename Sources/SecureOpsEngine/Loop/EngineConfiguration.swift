@@ -75,10 +75,13 @@ public struct EngineConfiguration: Sendable {
     /// by the caller; nil keeps it in memory only. With a journal the
     /// stream outlives the process: the engine takes its epoch and next
     /// sequence from it, starts with its newest frames retained for
-    /// `since` and replay, writes every frame to it on a thread of its own,
+    /// `since` and replay, writes every frame to it (`journalWriter`),
     /// and holds a `respondWhenPersisted` reply until its frame is written
     /// (docs/DESIGN.md, "The journal").
     public var journal: Journal?
+    /// Who writes the journal: the loop itself where its backend can
+    /// (io_uring), else a writer thread; or always a writer thread.
+    public var journalWriter = JournalWriterChoice.loop
     /// Called on the loop thread when the journal's writes start failing
     /// (a full or failing disk) and when they work again. Frames still
     /// reach subscribers meanwhile; they are not on disk.
@@ -87,6 +90,15 @@ public struct EngineConfiguration: Sendable {
     /// frames up to a newer sequence (what a reader of the journal, such
     /// as a forwarder, waits for). Keep it short: a lock and a signal.
     public var journalAdvanced: (@Sendable (_ through: UInt64) -> Void)?
+
+    /// Who writes the journal (`EngineConfiguration.journalWriter`).
+    public enum JournalWriterChoice: String, Sendable, CaseIterable {
+        /// The loop submits the writes and syncs on its io_uring ring, each
+        /// turn's frames in one write; on epoll, a writer thread.
+        case loop
+        /// A writer thread, whatever the backend.
+        case thread
+    }
 
     /// Listens on one Unix socket at `socketPath` (at most 107 bytes).
     public init(socketPath: String) {

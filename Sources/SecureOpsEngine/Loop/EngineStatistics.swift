@@ -7,6 +7,8 @@ import SecureOpsJournal
 public struct JournalStatus: Sendable, Equatable {
     public var health: JournalHealth = .healthy
     public var syncPolicy: JournalSyncPolicy
+    /// What writes it: the loop's io_uring ring, or a writer thread.
+    public var writer: JournalWriterKind
     /// Every frame up to this sequence has been written (and synced per
     /// the policy), or failed to be.
     public var through: UInt64 = 0
@@ -15,10 +17,19 @@ public struct JournalStatus: Sendable, Equatable {
     /// Segments, bytes and sequences on disk now.
     public var storage: JournalStatistics
 
-    public init(syncPolicy: JournalSyncPolicy, storage: JournalStatistics) {
+    public init(syncPolicy: JournalSyncPolicy, writer: JournalWriterKind, storage: JournalStatistics) {
         self.syncPolicy = syncPolicy
+        self.writer = writer
         self.storage = storage
     }
+}
+
+/// What writes an engine's journal.
+public enum JournalWriterKind: String, Sendable, Equatable {
+    /// The loop, with io_uring `write` and `fsync` operations.
+    case ioUring = "io_uring"
+    /// A thread of its own (`pwrite`, `fdatasync`).
+    case thread
 }
 
 public struct EngineStatistics: Sendable, Equatable {

@@ -54,7 +54,7 @@ final class HandlerDispatcher<Handler: RequestHandler>: FrameDispatcher {
         case .offload(let work):
             result = loop.offload(work, for: connection, requestID: requestID)
         case .respondWhenPersisted(let sequence, let write):
-            if loop.journalWriter == nil {
+            if loop.journalWrites == nil {
                 context.response.reset()
                 write(sequence, .noJournal, &context.response)
                 result = context.response.bytes.withUnsafeBytes { bytes in

@@ -140,6 +140,8 @@ enum InboxMessage: Sendable {
     case reviewConnections
     /// The journal writer dealt with records up to `progress.through`.
     case journalProgress(JournalProgress)
+    /// A maintenance job of the loop's io_uring journal writer finished.
+    case journalMaintained(JournalMaintenance)
     /// Frames read from the journal for a subscriber behind the ring.
     case journalRead(ConnectionID, from: UInt64, JournalReadOutcome)
     case shutdown

@@ -71,7 +71,7 @@ final class EventLoop: IOEvents {
     @exclusivity(unchecked) private var takenFrameLengths: [Int] = []
 
     /// Writes every broadcast frame to the journal; nil without one.
-    let journalWriter: JournalWriter?
+    let journalWrites: JournalWrites?
     /// Replies waiting for the journal, in sequence order, from
     /// `persistenceHead` on (`Reply.respondWhenPersisted`).
     @exclusivity(unchecked) var persistenceWaiters: [PersistenceWaiter] = []
@@ -88,15 +88,15 @@ final class EventLoop: IOEvents {
     /// what is committed, as Kafka's high watermark has it).
     @inline(__always)
     var sendableEnd: UInt64 {
-        journalWriter == nil ? broadcast.nextSequence : min(broadcast.nextSequence, journaledThrough + 1)
+        journalWrites == nil ? broadcast.nextSequence : min(broadcast.nextSequence, journaledThrough + 1)
     }
 
     init(
         configuration: EngineConfiguration, listeners: [Listener], backend: IOBackend, inbox: Inbox,
-        counters: EngineCounters, logger: Logger, connectionCapacity: Int, journalWriter: JournalWriter? = nil
+        counters: EngineCounters, logger: Logger, connectionCapacity: Int, journalWrites: JournalWrites? = nil
     ) {
         self.configuration = configuration
-        self.journalWriter = journalWriter
+        self.journalWrites = journalWrites
         limits = configuration.limits
         self.logger = logger
         self.counters = counters
@@ -115,7 +115,7 @@ final class EventLoop: IOEvents {
         for record in retained { record.payload.withUnsafeBytes { ring.append($0) } }
         journaledThrough = ring.nextSequence - 1
         if let journal = configuration.journal {
-            counters.journal.withLock { $0 = JournalStatus(syncPolicy: journal.configuration.syncPolicy, storage: journal.statistics) }
+            counters.journal.withLock { $0 = JournalStatus(syncPolicy: journal.configuration.syncPolicy, writer: journalWrites?.kind ?? .thread, storage: journal.statistics) }
             counters.broadcastRetained.store(broadcast.count, ordering: .relaxed)
             counters.broadcastRetainedBytes.store(broadcast.retainedBytes, ordering: .relaxed)
             counters.lastSequence.store(broadcast.lastSequence, ordering: .relaxed)
@@ -134,7 +134,7 @@ final class EventLoop: IOEvents {
         inbox.bindToCurrentThread()
         for index in listeners.indices { armAccept(index) }
         // At most 100 ms between turns, less when a timer is due sooner.
-        while turn(timeoutNanoseconds: timers.waitBudget(now: now, maximum: 100_000_000)) {}
+        while turn(timeoutNanoseconds: min(timers.waitBudget(now: now, maximum: 100_000_000), journalWaitBudget)) {}
         tearDown()
     }
 
@@ -146,6 +146,7 @@ final class EventLoop: IOEvents {
         flushQueuedConnections()
         rearmReceives()
         if case .draining = runState, connections.count == 0 { return false }
+        if case .ring(let writer) = journalWrites { writer.issue(now: now) }
         backend.wait(timeoutNanoseconds: timeoutNanoseconds, events: self)
         let overflows = backend.overflowCount
         if overflows != reportedOverflows {
@@ -174,6 +175,8 @@ final class EventLoop: IOEvents {
                 reviewConnections()
             case .journalProgress(let progress):
                 journalProgressed(progress)
+            case .journalMaintained(let outcome):
+                journalMaintained(outcome)
             case .journalRead(let id, let from, let outcome):
                 journalRead(id, from: from, outcome: outcome)
             }
@@ -190,8 +193,8 @@ final class EventLoop: IOEvents {
 
     private func appendTakenFrames() {
         guard !takenFrameLengths.isEmpty else { return }
-        if let journalWriter {
-            journalWriter.submit(JournalBatch(
+        if let journalWrites {
+            journalWrites.submit(JournalBatch(
                 firstSequence: broadcast.nextSequence, timestampMilliseconds: SystemClock.realtimeMilliseconds(),
                 payloads: takenFrameBytes, lengths: takenFrameLengths))
         }
@@ -210,7 +213,7 @@ final class EventLoop: IOEvents {
         takenFrameLengths.removeAll(keepingCapacity: true)
         // With a journal, subscribers get the frames once it has them
         // (`journalProgressed`).
-        if journalWriter == nil { broadcastAdvanced = true }
+        if journalWrites == nil { broadcastAdvanced = true }
     }
 
     private func apply(_ newLimits: EngineLimits) {
@@ -388,7 +391,7 @@ final class EventLoop: IOEvents {
         // Frames published up to the close go to the journal too; the
         // writer writes and syncs everything before it stops.
         absorbPublishedFrames()
-        journalWriter?.stop()
+        finishJournal()
         backend.shutDown(events: self)
         for index in listeners.indices {
             listeners[index]?.close(logger: logger)

@@ -1,11 +1,72 @@
 import Logging
 import SecureOpsJournal
 
+/// How the loop's frames reach the journal.
+enum JournalWrites {
+    /// The loop writes and syncs through its own io_uring ring.
+    case ring(JournalRingWriter)
+    /// A writer thread (epoll, or when the configuration asks for one).
+    case thread(JournalWriter)
+
+    func submit(_ batch: JournalBatch) {
+        switch self {
+        case .ring(let writer): writer.submit(batch)
+        case .thread(let writer): writer.submit(batch)
+        }
+    }
+
+    var kind: JournalWriterKind {
+        switch self {
+        case .ring: .ioUring
+        case .thread: .thread
+        }
+    }
+}
+
 /// The journal's side of the loop (docs/DESIGN.md, "The journal"): every
-/// frame taken into the broadcast ring is handed to the `JournalWriter`
+/// frame taken into the broadcast ring is handed to the journal's writer
 /// (in `appendTakenFrames`), and a reply that must wait for its frame to be
 /// on disk waits here until the writer reports.
 extension EventLoop {
+    /// How long the loop may wait before the io_uring journal writer has
+    /// something due (a sync, retention).
+    var journalWaitBudget: Int64 {
+        guard case .ring(let writer) = journalWrites else { return .max }
+        let deadline = writer.nextDeadline
+        return deadline > now ? Int64(clamping: deadline - now) : 0
+    }
+
+    func fileWriteCompleted(result: Int32) {
+        guard case .ring(let writer) = journalWrites else { return assertionFailure("a file write without the ring writer") }
+        if let progress = writer.writeCompleted(result: result, now: now) { journalProgressed(progress) }
+    }
+
+    func fileSyncCompleted(result: Int32) {
+        guard case .ring(let writer) = journalWrites else { return assertionFailure("a file sync without the ring writer") }
+        if let progress = writer.syncCompleted(result: result, now: now) { journalProgressed(progress) }
+    }
+
+    func journalMaintained(_ outcome: JournalMaintenance) {
+        guard case .ring(let writer) = journalWrites else { return }
+        if let progress = writer.maintained(outcome) { journalProgressed(progress) }
+    }
+
+    /// At shutdown: everything taken is written and synced before the
+    /// loop stops (waiting out what is in the kernel first).
+    func finishJournal() {
+        switch journalWrites {
+        case nil:
+            return
+        case .thread(let writer):
+            writer.stop()
+        case .ring(let writer):
+            while writer.hasOperationInFlight {
+                backend.wait(timeoutNanoseconds: 20_000_000, events: self)
+            }
+            if let progress = writer.finishAfterOperations() { journalProgressed(progress) }
+        }
+    }
+
     /// Holds the reply to `requestID` until the journal has dealt with
     /// `sequence`. Returns true: the connection reads on (its pending-request
     /// limit counts these replies).

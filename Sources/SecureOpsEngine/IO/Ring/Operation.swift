@@ -12,6 +12,10 @@ enum OperationKind: UInt8 {
     case wake = 4
     case cancel = 5
     case hangupPoll = 6
+    /// The journal's write (one in flight at a time).
+    case fileWrite = 7
+    /// The journal's `fdatasync` (one in flight at a time).
+    case fileSync = 8
 }
 
 struct OperationTag: Equatable {
