@@ -19,7 +19,7 @@ import Testing
 /// `reportsViolations` is off. A test that asks the fake for something no
 /// kernel would do (complete a send that is not in flight) gets an issue
 /// too: that is a bug in the test.
-final class FakeBackend: IOBackend {
+final class FakeBackend: FileWritingBackend {
     /// What the server asked for, in order.
     enum Request: Equatable, CustomStringConvertible {
         case armAccept(listener: Int)
@@ -32,6 +32,8 @@ final class FakeBackend: IOBackend {
         case cancelHangup(ConnectionID)
         case cancelAll(ConnectionID)
         case release(fd: Int32)
+        case writeFile(offset: Int, count: Int)
+        case syncFile
 
         var description: String {
             switch self {
@@ -44,6 +46,8 @@ final class FakeBackend: IOBackend {
             case .cancelHangup(let id): "cancelHangup(\(id))"
             case .cancelAll(let id): "cancelAll(\(id))"
             case .release(let fd): "release(fd: \(fd))"
+            case .writeFile(let offset, let count): "writeFile(offset: \(offset), count: \(count))"
+            case .syncFile: "syncFile"
             }
         }
     }
@@ -63,6 +67,9 @@ final class FakeBackend: IOBackend {
         case receiveEnded(ConnectionID, ReceiveEnd)
         case sendCompleted(ConnectionID, SendResult)
         case hangupCompleted(ConnectionID, result: Int32)
+        case fileWriteCompleted(SendResult)
+        /// 0 or `-errno`.
+        case fileSyncCompleted(result: Int32)
     }
 
     enum SendResult {
@@ -108,6 +115,17 @@ final class FakeBackend: IOBackend {
             return parts.joined(separator: ", ")
         }
     }
+
+    /// The file write in flight: where, and a copy of its bytes.
+    private struct InFlightFileWrite {
+        let fd: Int32
+        let memory: UnsafeRawBufferPointer
+        let bytes: [UInt8]
+        let offset: Int
+    }
+
+    private var fileWrite: InFlightFileWrite?
+    private var fileSync: Int32?
 
     private var held: [ConnectionID: Held] = [:]
     private var accepts: [Int: Phase] = [:]
@@ -205,6 +223,24 @@ final class FakeBackend: IOBackend {
         }
     }
 
+    /// Completes the file write in flight: the first `bytes` of it (all
+    /// when nil) really reach the file, as a kernel's short write would.
+    func completeFileWrite(bytes: Int? = nil) {
+        queue(.fileWriteCompleted(bytes.map { .bytes($0) } ?? .all))
+    }
+
+    func failFileWrite(errno code: Int32) {
+        queue(.fileWriteCompleted(.failed(code)))
+    }
+
+    /// Completes the sync in flight (a real `fdatasync` when it succeeds).
+    func completeFileSync(errno code: Int32 = 0) {
+        queue(.fileSyncCompleted(result: -code))
+    }
+
+    var fileWriteInFlight: (offset: Int, count: Int)? { fileWrite.map { ($0.offset, $0.bytes.count) } }
+    var fileSyncInFlight: Bool { fileSync != nil }
+
     /// Delivers `event` as it is, with no check and no bookkeeping: for
     /// what a correct kernel would never send (a completion carrying a
     /// connection that is gone).
@@ -287,6 +323,22 @@ final class FakeBackend: IOBackend {
         }
         if let owner = owners.removeValue(forKey: fd) { released.insert(owner) }
         held = held.filter { $0.value.fd != fd || !$0.value.isEmpty }
+    }
+
+    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int) {
+        requests.append(.writeFile(offset: offset, count: bytes.count))
+        guard fileWrite == nil && fileSync == nil else {
+            return violation("a file write while another file operation is in flight")
+        }
+        fileWrite = InFlightFileWrite(fd: fd, memory: bytes, bytes: Array(bytes), offset: offset)
+    }
+
+    func syncFile(fd: Int32) {
+        requests.append(.syncFile)
+        guard fileWrite == nil && fileSync == nil else {
+            return violation("a file sync while another file operation is in flight")
+        }
+        fileSync = fd
     }
 
     /// Checks that `id` may ask for something on `fd`; false when it may
@@ -395,6 +447,28 @@ final class FakeBackend: IOBackend {
             guard held[id]?.hangup != nil else { return misuse("a hang-up for connection \(id), which has no watch armed") }
             held[id]!.hangup = nil
             events.hangupCompleted(id, result: result)
+        case .fileWriteCompleted(let outcome):
+            guard let write = fileWrite else { return misuse("a file write completion with none in flight") }
+            if Array(write.memory) != write.bytes { violation("the memory of the file write changed while it was in flight") }
+            let result: Int32
+            switch outcome {
+            case .all: result = Int32(write.bytes.count)
+            case .bytes(let count):
+                guard count >= 0 && count <= write.bytes.count else { return misuse("\(count) bytes written of \(write.bytes.count)") }
+                result = Int32(count)
+            case .failed(let code): result = -code
+            }
+            if result > 0 {
+                let written = write.bytes.withUnsafeBytes { pwrite(write.fd, $0.baseAddress, Int(result), off_t(write.offset)) }
+                if written != Int(result) { misuse("the fake's own pwrite failed (errno \(errno))") }
+            }
+            fileWrite = nil
+            events.fileWriteCompleted(result: result)
+        case .fileSyncCompleted(let result):
+            guard let fd = fileSync else { return misuse("a file sync completion with none in flight") }
+            if result == 0 { fdatasync(fd) }
+            fileSync = nil
+            events.fileSyncCompleted(result: result)
         }
     }
 
@@ -412,6 +486,7 @@ final class FakeBackend: IOBackend {
             case .failed(let code): events.sendCompleted(id, result: -code)
             }
         case .hangupCompleted(let id, let result): events.hangupCompleted(id, result: result)
+        case .fileWriteCompleted, .fileSyncCompleted: misuse("file completions are not injected")
         }
     }
 

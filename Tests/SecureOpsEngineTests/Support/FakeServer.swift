@@ -1,6 +1,7 @@
 import Dispatch
 import Glibc
 import Logging
+import SecureOpsSystem
 import Testing
 @testable import SecureOpsEngine
 
@@ -34,10 +35,15 @@ final class FakeServer {
         configuration.listenBacklog = 16
         let listener = try Listener.open(configuration.listeners[0], configuration: configuration, logger: logger)
         let inbox = try Inbox()
-        fake = FakeBackend(wakeFD: inbox.eventFD)
+        let fake = FakeBackend(wakeFD: inbox.eventFD)
+        self.fake = fake
+        // A journal is written as on io_uring: by the loop, through the fake.
+        let journalWrites = configuration.journal.map { journal in
+            JournalWrites.ring(JournalRingWriter(journal: journal, backend: fake, inbox: inbox, now: SystemClock.monotonicNanoseconds()))
+        }
         loop = EventLoop(
             configuration: configuration, listeners: [listener], backend: fake, inbox: inbox,
-            counters: counters, logger: logger, connectionCapacity: 64)
+            counters: counters, logger: logger, connectionCapacity: 64, journalWrites: journalWrites)
         loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop, epoch: StreamEpoch(rawValue: 1))
         // What `EventLoop.run` does before its first turn.
         inbox.bindToCurrentThread()
