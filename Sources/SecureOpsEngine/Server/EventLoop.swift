@@ -44,10 +44,8 @@ final class EventLoop: IOEvents {
 
     @exclusivity(unchecked) var flushQueue: [Connection] = []
     @exclusivity(unchecked) var receiveRearmQueue: [Connection] = []
-    /// Connections whose receive ran out of shared buffers, oldest first,
-    /// from `starvedHead` on.
-    @exclusivity(unchecked) var starvedReceives: [Connection] = []
-    @exclusivity(unchecked) var starvedHead = 0
+    /// Connections whose receive ran out of shared buffers, oldest first.
+    @exclusivity(unchecked) var starvedReceives = HeadQueue<Connection>()
     @exclusivity(unchecked) var broadcastAdvanced = false
     let outputBuffers = OutputBufferPool()
     /// Keeps as many operations as there can be sends in flight (one per
@@ -72,10 +70,9 @@ final class EventLoop: IOEvents {
 
     /// Writes every broadcast frame to the journal; nil without one.
     let journalWrites: JournalWrites?
-    /// Replies waiting for the journal, in sequence order, from
-    /// `persistenceHead` on (`Reply.respondWhenPersisted`).
-    @exclusivity(unchecked) var persistenceWaiters: [PersistenceWaiter] = []
-    @exclusivity(unchecked) var persistenceHead = 0
+    /// Replies waiting for the journal, in sequence order
+    /// (`Reply.respondWhenPersisted`).
+    @exclusivity(unchecked) var persistenceWaiters = HeadQueue<PersistenceWaiter>()
     @exclusivity(unchecked) var journalHealth = JournalHealth.healthy
     /// The newest frame the journal has dealt with (written, or failed to
     /// be): with a journal, subscribers get frames only up to here.

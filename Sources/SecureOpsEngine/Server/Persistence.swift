@@ -109,22 +109,13 @@ extension EventLoop {
             configuration.journalAdvanced?(progress.through)
         }
         let reason = progress.failure.map { "\($0)" } ?? "the journal could not write it"
-        while persistenceHead < persistenceWaiters.count && persistenceWaiters[persistenceHead].sequence <= progress.through {
-            let waiter = persistenceWaiters[persistenceHead]
-            persistenceHead += 1
+        while let waiter = persistenceWaiters.popFirst(where: { $0.sequence <= progress.through }) {
             guard let connection = connections.lookup(waiter.connection),
                   connection.state == .open || connection.state == .draining
             else { continue }
             scratch.reset()
             waiter.write(waiter.sequence, progress.persisted(waiter.sequence) ? .persisted : .notPersisted(reason), &scratch)
             releaseHeld(connection.replies.persisted(waiter.requestID, bytes: scratch.bytes), to: connection)
-        }
-        if persistenceHead == persistenceWaiters.count {
-            persistenceWaiters.removeAll(keepingCapacity: true)
-            persistenceHead = 0
-        } else if persistenceHead > 4096 && persistenceHead * 2 > persistenceWaiters.count {
-            persistenceWaiters.removeFirst(persistenceHead)
-            persistenceHead = 0
         }
     }
 

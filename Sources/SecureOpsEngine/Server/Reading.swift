@@ -26,16 +26,9 @@ extension EventLoop {
             for connection in receiveRearmQueue { rearmIfWanted(connection) }
             receiveRearmQueue.removeAll(keepingCapacity: true)
         }
-        guard starvedHead < starvedReceives.count else { return }
-        let end = min(starvedReceives.count, starvedHead &+ backend.rearmBatchAfterStarvation)
-        for index in starvedHead..<end { rearmIfWanted(starvedReceives[index]) }
-        starvedHead = end
-        if starvedHead == starvedReceives.count {
-            starvedReceives.removeAll(keepingCapacity: true)
-            starvedHead = 0
-        } else if starvedHead > 4096 && starvedHead * 2 > starvedReceives.count {
-            starvedReceives.removeFirst(starvedHead)
-            starvedHead = 0
+        for _ in 0..<backend.rearmBatchAfterStarvation {
+            guard let connection = starvedReceives.popFirst() else { break }
+            rearmIfWanted(connection)
         }
     }
 
