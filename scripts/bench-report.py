@@ -74,8 +74,10 @@ def fanout_pacing():
 
 
 NAMES = {"secureops": "secureopsd io_uring", "secureops-epoll": "secureopsd epoll",
-         "secureops-nojournal": "secureopsd io_uring, no journal", "redis": "Redis"}
-present = [t for t in ("secureops", "secureops-epoll", "secureops-nojournal", "redis") if any(r["target"] == t for r in runs)]
+         "secureops-nojournal": "secureopsd io_uring, no journal",
+         "secureops-threadjournal": "secureopsd io_uring, journal by a thread", "redis": "Redis"}
+present = [t for t in ("secureops", "secureops-epoll", "secureops-nojournal", "secureops-threadjournal", "redis")
+           if any(r["target"] == t for r in runs)]
 ours = [t for t in present if t != "redis"]
 
 emit(f"### Fan-out: deliveries/s (256-byte alerts, 1 publisher, 64 in flight, {fanout_pacing()}; median)\n")
@@ -164,6 +166,17 @@ if "secureops-nojournal" in present:
             on, off = median(workload, p, "secureops", key), median(workload, p, "secureops-nojournal", key)
             if on and off:
                 emit(f"| {workload} {p} | {rate(on)} | {rate(off)} | {ratio(on, off)} |")
+
+if "secureops-threadjournal" in present:
+    emit("\n### Who writes the journal: the loop through its io_uring ring (the default) over a writer thread, same run (median)\n")
+    emit("| workload | loop, io_uring | writer thread | ratio |" + (" no journal |" if "secureops-nojournal" in present else ""))
+    emit("|---|---:|---:|---:|" + ("---:|" if "secureops-nojournal" in present else ""))
+    for workload, key in (("fanout", "deliveriesPerSec"), ("rpc", "requestsPerSec")):
+        for p in points(workload):
+            ring, thread = median(workload, p, "secureops", key), median(workload, p, "secureops-threadjournal", key)
+            off = median(workload, p, "secureops-nojournal", key) if "secureops-nojournal" in present else None
+            if ring and thread:
+                emit(f"| {workload} {p} | {rate(ring)} | {rate(thread)} | {ratio(ring, thread)} |" + (f" {rate(off)} |" if off else ""))
 
 agreement = out / "agreement.txt"
 if agreement.exists() and agreement.read_text().strip():

@@ -17,7 +17,9 @@
 # TOOL_CPU (1), SCRATCH (.build-bench, the release build directory),
 # SECTIONS (fanout light connect rpc syscalls agree), TARGETS (secureops
 # secureops-epoll redis: secureopsd on io_uring, secureopsd on epoll, Redis;
-# also secureops-nojournal: io_uring with --no-journal, the journal's cost),
+# also secureops-nojournal: io_uring with --no-journal, the journal's cost;
+# secureops-threadjournal: io_uring with the journal written by a thread,
+# as on epoll, against the loop writing it through its ring),
 # FANOUT_ARGS (extra arguments for the full-speed fan-out runs, e.g.
 # "--backlog 256" or "--receiver epoll").
 set -euo pipefail
@@ -80,15 +82,16 @@ SERVER_PID=""
 SERVER_DIR=""
 SOCK=""
 
-start_server() {  # secureops | secureops-epoll | secureops-nojournal | redis
+start_server() {  # secureops | secureops-epoll | secureops-nojournal | secureops-threadjournal | redis
     SERVER_DIR=$(mktemp -d /tmp/secureops-compare-XXXXXX)
     case "$1" in
-        secureops|secureops-epoll|secureops-nojournal)
+        secureops|secureops-epoll|secureops-nojournal|secureops-threadjournal)
             # The backend is named, not left to auto: a run that fell back
             # to epoll must not be reported as io_uring.
             local backend=io_uring extra=()
             [ "$1" = secureops-epoll ] && backend=epoll
             [ "$1" = secureops-nojournal ] && extra=(--no-journal)
+            [ "$1" = secureops-threadjournal ] && extra=(--journal-writer thread)
             SOCK="$SERVER_DIR/secureopsd.sock"
             taskset -c "$SERVER_CPU" "$BIN/secureopsd" --socket "$SOCK" --state-dir "$SERVER_DIR/state" \
                 --io-backend "$backend" --log-level warning "${extra[@]}" >"$SERVER_DIR/server.log" 2>&1 &
