@@ -187,6 +187,26 @@ struct JournalRingWriterTests {
         #expect(!fake.fileSyncInFlight && fake.fileWriteInFlight == nil)
     }
 
+    /// A sync falls due while a write is in flight: the loop waits for the
+    /// write's completion as usual, it does not spin until it comes.
+    @Test func anOverdueSyncBehindAWriteInFlightDoesNotMakeTheLoopSpin() throws {
+        let fixture = try Fixture {
+            $0.syncPolicy = .interval
+            $0.syncIntervalMilliseconds = 1
+        }
+        let (server, fake) = (fixture.server, fixture.fake)
+        server.publish("a")
+        server.turn()
+        fake.completeFileWrite()
+        server.turn()
+        server.publish("b")
+        server.turn()
+        #expect(fake.fileWriteInFlight != nil || fake.fileSyncInFlight)
+        usleep(2_000)
+        server.turn()
+        #expect(server.loop.journalWaitBudget > 1_000_000, "the loop may sleep while the kernel works")
+    }
+
     /// A segment past its size: the next frames wait while a new segment
     /// is made on the maintenance queue, then go out at its start.
     @Test func aFullSegmentIsReplacedOffTheLoopWhileFramesWait() throws {

@@ -53,9 +53,12 @@ final class JournalRingWriter {
         pending.append(batch)
     }
 
-    /// When the loop must wake for this writer (a sync or retention due).
+    /// When the loop must wake for this writer: a sync that falls due
+    /// while nothing is in flight (otherwise the completion wakes it, and
+    /// an overdue sync must not make the loop spin meanwhile), retention.
     var nextDeadline: UInt64 {
-        min(schedule.nextSyncAt ?? .max, retentionRunning ? .max : schedule.retentionDueAt)
+        let sync: UInt64 = if case .idle = state { schedule.nextSyncAt ?? .max } else { .max }
+        return min(sync, retentionRunning ? .max : schedule.retentionDueAt)
     }
 
     /// Issues the next write, or a sync that fell due, when nothing is in
