@@ -15,6 +15,13 @@
 # the anchor on CPU 1: then the anchor's client has a core to itself while
 # the daemon shares one with nats-server. PIN=0 lets the scheduler place
 # everything (fairer on two cores).
+#
+# Each run also measures the forwarder alone (the "drain" figure): ALERTS
+# alerts are published while the daemon's NATS is unreachable, then the
+# daemon restarts pointed at the real server and forwards the backlog from
+# its journal; the rate is the stream's own, from the time JetStream stored
+# the first of them to the last (scripts/bench-forward-drain.py). Nothing
+# else runs meanwhile, as nothing else runs beside the anchor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -26,12 +33,15 @@ SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
 PIN=${PIN:-1}
 WINDOW=${WINDOW:-64}
+# on_server runs in the background: exec, so that $! is the server itself
+# and the trap's kill reaches it (otherwise the servers outlive the script
+# and their cluster heartbeats take CPU from the next runs).
 if [ "$PIN" = 1 ]; then
-    on_server() { taskset -c "$SERVER_CPU" "$@"; }
+    on_server() { exec taskset -c "$SERVER_CPU" "$@"; }
     on_tool() { taskset -c "$TOOL_CPU" "$@"; }
     server_cpus=(--server-cpus "$SERVER_CPU")
 else
-    on_server() { "$@"; }
+    on_server() { exec "$@"; }
     on_tool() { "$@"; }
     server_cpus=()
 fi
@@ -72,6 +82,30 @@ for i in 0 1 2; do wait_port "${client_ports[$i]}"; done
 sleep 3 # the cluster elects its JetStream meta leader
 cluster=$(IFS=,; echo "${cluster_urls[*]}")
 
+drain=./scripts/bench-forward-drain.py
+# Publishes $ALERTS with forwarding pointed at nowhere, then restarts the
+# daemon pointed at $1 and prints the rate JetStream stored them at.
+drain_run() {
+    local url=$1 replicas=$2 run=$3 dir="$work/drain-$3"
+    mkdir -m 700 "$dir"
+    local common=(--socket "$dir/s.sock" --state-dir "$dir/state" --log-level warning --io-backend io_uring
+                  --forward-replicas "$replicas" --forward-stream "DRAIN_$run" --forward-subject-prefix "drain$run.alerts")
+    (on_server "$SCRATCH/release/secureopsd" "${common[@]}" --forward-nats nats://127.0.0.1:1 >>"$dir/log" 2>&1) &
+    local daemon=$!
+    pids+=("$daemon")
+    for _ in $(seq 200); do [ -S "$dir/s.sock" ] && break; sleep 0.05; done
+    on_tool "$SCRATCH/release/secureops-bench" rpc --socket "$dir/s.sock" --request publish --size 256 \
+        --connections 10 --pipeline 16 --requests "$ALERTS" --json --no-progress >/dev/null
+    kill "$daemon"; wait "$daemon" 2>/dev/null || true
+    (on_server "$SCRATCH/release/secureopsd" "${common[@]}" --forward-nats "$url" >>"$dir/log" 2>&1) &
+    daemon=$!
+    pids+=("$daemon")
+    "$drain" wait-acked "$dir/s.sock" "$ALERTS" 300
+    kill "$daemon"; wait "$daemon" 2>/dev/null || true
+    "$drain" stream-rate "${url%%,*}" "DRAIN_$run" | awk '{print $3}'
+    "$drain" delete "${url%%,*}" "DRAIN_$run" >/dev/null
+}
+
 results="$work/results.txt"
 for replicas in 1 3; do
     url="nats://127.0.0.1:$single"; [ "$replicas" = 3 ] && url="$cluster"
@@ -80,20 +114,27 @@ for replicas in 1 3; do
         forward=$(on_tool "$SCRATCH/release/secureops-bench" forward --nats "$url" --replicas "$replicas" \
             --alerts "$ALERTS" --subscribers "$SUBSCRIBERS" --window "$WINDOW" "${server_cpus[@]}" --json --no-progress)
         rate=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["forwardedPerSec"], r["deliveriesPerSec"], r["lost"])' "$forward")
-        echo "replicas=$replicas rep=$rep anchor=$anchor forward=$rate" | tee -a "$results" >&2
+        drained=$(drain_run "$url" "$replicas" "${replicas}x$rep")
+        echo "replicas=$replicas rep=$rep anchor=$anchor drain=$drained forward=$rate" | tee -a "$results" >&2
     done
 done
-python3 - "$results" <<'PY'
+python3 - "$results" "$SUBSCRIBERS" <<'PY'
 import statistics, sys
-rows = [dict(kv.split("=", 1) for kv in line.split()[:3]) | {"forward": line.split("forward=")[1].split()} for line in open(sys.argv[1])]
-print("| replicas | C anchor (msgs/s) | secureopsd forward (alerts/s) | ratio | local fan-out meanwhile (deliveries/s) | lost | runs |")
-print("|---:|---:|---:|---:|---:|---:|---:|")
+rows = []
+for line in open(sys.argv[1]):
+    words = dict(word.split("=", 1) for word in line.split()[:4])
+    words["forward"] = line.split("forward=")[1].split()
+    rows.append(words)
+subscribers = int(sys.argv[2])
+print(f"| replicas | C anchor (msgs/s) | forwarder alone, draining its journal (alerts/s) | ratio | publish to ack, {subscribers:,} local subscribers (alerts/s) | ratio | local fan-out meanwhile (deliveries/s) | lost | runs (anchor / drain / forward) |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for replicas in ("1", "3"):
     group = [r for r in rows if r["replicas"] == replicas]
     anchor = statistics.median(float(r["anchor"]) for r in group)
+    drain = statistics.median(float(r["drain"]) for r in group)
     forward = statistics.median(float(r["forward"][0]) for r in group)
     fanout = statistics.median(float(r["forward"][1]) for r in group)
     lost = sum(int(r["forward"][2]) for r in group)
-    runs = "; ".join(f'{float(r["anchor"]):,.0f} / {float(r["forward"][0]):,.0f}' for r in group)
-    print(f"| {replicas} | {anchor:,.0f} | {forward:,.0f} | {forward / anchor:.2f}× | {fanout / 1e6:.2f} M | {lost} | {runs} |")
+    runs = "; ".join(f'{float(r["anchor"]):,.0f} / {float(r["drain"]):,.0f} / {float(r["forward"][0]):,.0f}' for r in group)
+    print(f"| {replicas} | {anchor:,.0f} | {drain:,.0f} | {drain / anchor:.2f}× | {forward:,.0f} | {forward / anchor:.2f}× | {fanout / 1e6:.2f} M | {lost} | {runs} |")
 PY
