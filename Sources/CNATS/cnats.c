@@ -1,12 +1,16 @@
 #include "cnats.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 natsStatus cnats_publish_alert(jsCtx *js, const char *subject,
                                const void *body, int length,
-                               const char *msgId, const char *host)
+                               const char *epoch, uint64_t sequence,
+                               const char *host)
 {
+    char msgId[64];
+    snprintf(msgId, sizeof(msgId), "%s-%llu", epoch, (unsigned long long)sequence);
     natsMsg *msg = NULL;
     natsStatus s = natsMsg_Create(&msg, subject, NULL, (const char *)body, length);
     if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msgId);

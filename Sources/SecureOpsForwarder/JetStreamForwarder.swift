@@ -379,40 +379,43 @@ public final class JetStreamForwarder: NATSLinkEvents, @unchecked Sendable {
             }
             guard room > 0, mayHaveMore, !stopping else { return published }
             let asked = min(room, 512)
-            let records: [ForwardedAlert]
+            let batch: ForwardedBatch
             do {
-                records = try source.records(from: from, maxCount: asked)
+                batch = try source.alerts(from: from, maxCount: asked)
             } catch {
                 shared.withLock { $0.lastError = "reading alerts from \(from): \(error)" }
                 logger.error("NATS forwarder: reading alerts from \(from) failed: \(error)")
                 requestResend("source failed", afterFailure: true)
                 return published
             }
-            if let first = records.first { reportGap(before: first.sequence, readFrom: from) }
+            if let first = batch.alerts.first { reportGap(before: first.sequence, readFrom: from) }
             // Recorded before they go out, all in one lock: an ack may come
             // before its publish returns. A publish that fails below sends
             // everything after the cursor again, these included.
             let now = ContinuousClock.now
             shared.withLock { s in
-                for record in records { s.window.published(record.sequence, at: now) }
-                if let last = records.last { s.nextToRead = last.sequence + 1 }
+                for alert in batch.alerts { s.window.published(alert.sequence, at: now) }
+                if let last = batch.alerts.last { s.nextToRead = last.sequence + 1 }
             }
-            for record in records {
-                let sequence = record.sequence
-                let subject = subjects.subject(forSeverity: record.severity)
-                published = true
-                let status = record.frame.withUnsafeBytes { body in
-                    cnats_publish_alert(link.jetStream, subject, body.baseAddress, Int32(body.count), "\(epoch)-\(sequence)", configuration.hostName)
+            let failed = batch.bytes.withUnsafeBytes { bytes -> Bool in
+                for alert in batch.alerts {
+                    let subject = subjects.subject(forSeverity: alert.severity)
+                    published = true
+                    let body = UnsafeRawBufferPointer(rebasing: bytes[alert.frame])
+                    let status = cnats_publish_alert(
+                        link.jetStream, subject, body.baseAddress, Int32(body.count), epoch, alert.sequence, configuration.hostName)
+                    if let error = NATSError.check(status, "publish alert \(alert.sequence)") {
+                        publishFailed(sequence: alert.sequence, error: error.text)
+                        return true
+                    }
                 }
-                if let error = NATSError.check(status, "publish alert \(sequence)") {
-                    publishFailed(sequence: sequence, error: error.text)
-                    return published
-                }
+                return false
             }
+            if failed { return published }
             shared.withLock { s in
-                if records.count < asked { s.sourceMayHaveMore = false }
+                if batch.alerts.count < asked { s.sourceMayHaveMore = false }
             }
-            if records.count < asked { return published }
+            if batch.alerts.count < asked { return published }
         }
     }
 

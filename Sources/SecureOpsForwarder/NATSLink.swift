@@ -58,12 +58,15 @@ final class NATSLink: @unchecked Sendable {
     let connection: OpaquePointer
     let jetStream: OpaquePointer
     private let registration: UInt?
+    /// The checked `.creds` file libnats reads again at every reconnect.
+    private let credentials: CredentialFile?
     private var closed = false
 
-    private init(connection: OpaquePointer, jetStream: OpaquePointer, registration: UInt?) {
+    private init(connection: OpaquePointer, jetStream: OpaquePointer, registration: UInt?, credentials: CredentialFile?) {
         self.connection = connection
         self.jetStream = jetStream
         self.registration = registration
+        self.credentials = credentials
     }
 
     deinit { close() }
@@ -73,7 +76,7 @@ final class NATSLink: @unchecked Sendable {
     /// library's (forever, with jitter) and reported; acks of async
     /// publishes go to `events` too, at most `maxPending` in flight.
     static func connect(_ options: NATSConnectionOptions, events: (any NATSLinkEvents)?, maxPending: Int = 0) throws(NATSError) -> NATSLink {
-        let natsOptions = try makeOptions(options)
+        let (natsOptions, credentials) = try makeOptions(options)
         defer { natsOptions_Destroy(natsOptions) }
         let registration = events.map { CallbackRegistry.register($0) }
         if let registration {
@@ -116,7 +119,7 @@ final class NATSLink: @unchecked Sendable {
             natsConnection_Destroy(connection)
             throw error
         }
-        return NATSLink(connection: connection!, jetStream: jetStream!, registration: registration)
+        return NATSLink(connection: connection!, jetStream: jetStream!, registration: registration, credentials: credentials)
     }
 
     /// The URL of the server connected to now, nil while disconnected.
@@ -138,7 +141,9 @@ final class NATSLink: @unchecked Sendable {
         natsConnection_Destroy(connection)
     }
 
-    private static func makeOptions(_ options: NATSConnectionOptions) throws(NATSError) -> OpaquePointer {
+    /// The library's options; and the checked `.creds` file, which must
+    /// stay open as long as a connection made with them.
+    private static func makeOptions(_ options: NATSConnectionOptions) throws(NATSError) -> (OpaquePointer, CredentialFile?) {
         var created: OpaquePointer?
         if let error = NATSError.check(natsOptions_Create(&created), "NATS options") { throw error }
         let natsOptions = created!
@@ -167,38 +172,54 @@ final class NATSLink: @unchecked Sendable {
         // default 2 minutes.
         try check(natsOptions_SetPingInterval(natsOptions, 5_000), "ping interval")
         try check(natsOptions_SetMaxPingsOut(natsOptions, 3), "pings out")
+        // Every file is checked and read through a descriptor
+        // (`CredentialFile`); libnats gets the contents, never the path.
+        func read(_ path: String, _ kind: CredentialFile.Kind, _ what: String) throws(NATSError) -> String {
+            do {
+                return try CredentialFile.read(path, kind: kind, what: what)
+            } catch {
+                natsOptions_Destroy(natsOptions)
+                throw error
+            }
+        }
         if let ca = options.caFile {
             try check(natsOptions_SetSecure(natsOptions, true), "TLS")
-            try check(natsOptions_LoadCATrustedCertificates(natsOptions, ca), "load CA file \(ca)")
+            let pem = try read(ca, .certificate, "CA file")
+            try check(natsOptions_SetCATrustedCertificates(natsOptions, pem), "load CA file \(ca)")
         }
         if let certificate = options.certificateFile {
             guard let key = options.keyFile else {
                 natsOptions_Destroy(natsOptions)
                 throw NATSError("client certificate \(certificate)", text: "a client certificate needs its key file", needsOperator: true)
             }
-            try check(natsOptions_LoadCertificatesChain(natsOptions, certificate, key), "load client certificate \(certificate) and key \(key)")
+            let chain = try read(certificate, .certificate, "client certificate")
+            let keyPEM = try read(key, .secret, "client key")
+            try check(natsOptions_SetCertificatesChain(natsOptions, chain, keyPEM), "load client certificate \(certificate) and key \(key)")
         }
-        if let credentials = options.credentialsFile {
-            try check(natsOptions_SetUserCredentialsFromFiles(natsOptions, credentials, nil), "credentials file \(credentials)")
+        var credentials: CredentialFile?
+        if let path = options.credentialsFile {
+            do {
+                credentials = try CredentialFile.open(path, kind: .secret, what: "credentials file")
+            } catch {
+                natsOptions_Destroy(natsOptions)
+                throw error
+            }
+            try check(natsOptions_SetUserCredentialsFromFiles(natsOptions, credentials!.procPath, nil), "credentials file \(path)")
         }
         if let tokenFile = options.tokenFile {
-            let token = try secret(in: tokenFile, options: natsOptions)
+            let token = trimmed(try read(tokenFile, .secret, "token file"))
             try check(natsOptions_SetToken(natsOptions, token), "token from \(tokenFile)")
         }
         if let user = options.user {
-            let password = try options.passwordFile.map { path throws(NATSError) in try secret(in: path, options: natsOptions) }
+            let password = try options.passwordFile.map { path throws(NATSError) in trimmed(try read(path, .secret, "password file")) }
             try check(natsOptions_SetUserInfo(natsOptions, user, password), "user \(user)")
         }
-        return natsOptions
+        return (natsOptions, credentials)
     }
 
-    /// The contents of a small secret file, surrounding whitespace dropped.
-    private static func secret(in path: String, options: OpaquePointer) throws(NATSError) -> String {
-        guard let bytes = FileDescriptor.readSmallFile(path, limit: 64 * 1024) else {
-            natsOptions_Destroy(options)
-            throw NATSError("read \(path)", text: String(cString: strerror(errno)), needsOperator: true)
-        }
-        var text = Substring(String(decoding: bytes, as: UTF8.self))
+    /// A secret without the whitespace around it (a newline at the end).
+    private static func trimmed(_ text: String) -> String {
+        var text = Substring(text)
         while let last = text.last, last.isWhitespace { text.removeLast() }
         while let first = text.first, first.isWhitespace { text.removeFirst() }
         return String(text)

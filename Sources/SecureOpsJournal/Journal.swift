@@ -322,9 +322,32 @@ public final class Journal: Sendable {
     /// The first may be later than `sequence` where retention or a failed
     /// write left a gap.
     public func records(from sequence: UInt64, maxCount: Int, maxBytes: Int = .max) throws(JournalError) -> [JournalRecord] {
-        let segments: [(JournalSegment, Int)] = state.withLock { state in state.segments.map { ($0, $0.size) } }
         var records: [JournalRecord] = []
+        try forEachRecord(from: sequence, maxCount: maxCount, maxBytes: maxBytes) { recordSequence, milliseconds, payload in
+            records.append(JournalRecord(sequence: recordSequence, timestampMilliseconds: milliseconds, payload: Array(payload)))
+        }
+        return records
+    }
+
+    /// `records(from:maxCount:maxBytes:)` without a copy per record: `body`
+    /// sees each payload in the read buffer, valid only during the call.
+    /// Returns how many records it saw.
+    @discardableResult
+    public func forEachRecord(
+        from sequence: UInt64, maxCount: Int, maxBytes: Int = .max,
+        _ body: (_ sequence: UInt64, _ timestampMilliseconds: Int64, _ payload: UnsafeRawBufferPointer) -> Void
+    ) throws(JournalError) -> Int {
+        let segments: [(JournalSegment, Int)] = state.withLock { state in state.segments.map { ($0, $0.size) } }
+        var count = 0
         var bytes = 0
+        /// Hands one record to `body`; true when enough were seen.
+        func take(_ recordSequence: UInt64, _ milliseconds: Int64, _ payload: UnsafeRawBufferPointer) -> Bool {
+            guard recordSequence >= sequence else { return false }
+            body(recordSequence, milliseconds, payload)
+            count += 1
+            bytes += payload.count
+            return count >= maxCount || bytes >= maxBytes
+        }
         for (segment, size) in segments {
             guard let last = segment.lastSequence, last >= sequence else { continue }
             var offset = segment.startOffset(for: sequence)
@@ -338,17 +361,13 @@ public final class Journal: Sendable {
                     while position < raw.count {
                         switch JournalFormat.decodeRecord(UnsafeRawBufferPointer(rebasing: raw[position...])) {
                         case .record(let recordSequence, let milliseconds, let payload, let recordSize):
-                            if recordSequence >= sequence {
-                                records.append(JournalRecord(
-                                    sequence: recordSequence, timestampMilliseconds: milliseconds,
-                                    payload: Array(raw[(position + payload.lowerBound)..<(position + payload.upperBound)])))
-                                bytes += payload.count
-                                if records.count >= maxCount || bytes >= maxBytes {
-                                    outcome = .done
-                                    return
-                                }
-                            }
+                            let enough = take(recordSequence, milliseconds, UnsafeRawBufferPointer(
+                                rebasing: raw[(position + payload.lowerBound)..<(position + payload.upperBound)]))
                             position += recordSize
+                            if enough {
+                                outcome = .done
+                                return
+                            }
                         case .truncated:
                             if position == 0 { outcome = .needsLargerRead(JournalFormat.recordHeaderSize + Int(raw.loadLittleEndian(UInt32.self, at: 0))) }
                             return
@@ -359,7 +378,7 @@ public final class Journal: Sendable {
                     }
                 }
                 switch outcome {
-                case .done: return records
+                case .done: return count
                 case .damaged(let reason):
                     // Written whole and checked at open, so this is damage
                     // since: report it, never serve it.
@@ -372,18 +391,17 @@ public final class Journal: Sendable {
                     guard case .record(let recordSequence, let milliseconds, let payload, let recordSize) = decoded else {
                         throw .foreignSegment(name: segment.name, reason: "is damaged at byte \(offset)")
                     }
-                    if recordSequence >= sequence {
-                        records.append(JournalRecord(sequence: recordSequence, timestampMilliseconds: milliseconds, payload: Array(whole[payload])))
-                        bytes += payload.count
-                        if records.count >= maxCount || bytes >= maxBytes { return records }
+                    let enough = whole.withUnsafeBytes { raw in
+                        take(recordSequence, milliseconds, UnsafeRawBufferPointer(rebasing: raw[payload]))
                     }
+                    if enough { return count }
                     offset += recordSize
                 case .more:
                     offset += position
                 }
             }
         }
-        return records
+        return count
     }
 
     private enum ReadOutcome {

@@ -66,7 +66,14 @@ final class SilentListener {
 /// The journal's stand-in: alerts in memory, numbered from 1; retention
 /// simulated by dropping the oldest.
 final class MemorySource: ForwardingSource, @unchecked Sendable {
-    private let alerts = Mutex<[ForwardedAlert]>([])
+    /// One stored alert.
+    struct Stored {
+        var sequence: UInt64
+        var severity: String
+        var frame: [UInt8]
+    }
+
+    private let alerts = Mutex<[Stored]>([])
 
     /// Appends `count` alerts; returns the last sequence.
     @discardableResult
@@ -89,20 +96,24 @@ final class MemorySource: ForwardingSource, @unchecked Sendable {
         }
     }
 
-    func records(from: UInt64, maxCount: Int) throws -> [ForwardedAlert] {
+    func alerts(from: UInt64, maxCount: Int) throws -> ForwardedBatch {
         alerts.withLock { alerts in
-            guard let first = alerts.first?.sequence else { return [] }
+            var batch = ForwardedBatch()
+            guard let first = alerts.first?.sequence else { return batch }
             let start = from <= first ? 0 : Int(from - first)
-            guard start < alerts.count else { return [] }
-            return Array(alerts[start..<min(alerts.count, start + maxCount)])
+            guard start < alerts.count else { return batch }
+            for alert in alerts[start..<min(alerts.count, start + maxCount)] {
+                alert.frame.withUnsafeBytes { batch.append(sequence: alert.sequence, severity: alert.severity, frame: $0) }
+            }
+            return batch
         }
     }
 
     static let severities = ["info", "warning", "critical"]
 
-    static func alert(_ sequence: UInt64) -> ForwardedAlert {
+    static func alert(_ sequence: UInt64) -> Stored {
         let severity = severities[Int(sequence % 3)]
-        return ForwardedAlert(sequence: sequence, severity: severity, frame: frame(sequence, severity))
+        return Stored(sequence: sequence, severity: severity, frame: frame(sequence, severity))
     }
 
     static func frame(_ sequence: UInt64, _ severity: String) -> [UInt8] {

@@ -183,7 +183,7 @@ struct ForwarderTests {
         let server = try NATSServer(in: scratch, extra: ["--user", "secureops", "--pass", "right-password"])
         try server.start()
         let passwordFile = scratch.path + "/password"
-        try "wrong-password\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        try writeSecret("wrong-password\n", to: passwordFile)
         var configuration = ForwarderConfiguration(servers: [server.url])
         configuration.connection.user = "secureops"
         configuration.connection.passwordFile = passwordFile
@@ -200,7 +200,7 @@ struct ForwarderTests {
         // The same configuration with the right password connects. (The
         // failed forwarder would pick the file up too, since it reads it per
         // attempt, but only at the slowest backoff: 30 s.)
-        try "right-password\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        try writeSecret("right-password\n", to: passwordFile)
         let rightDirectory = scratch.path + "/right"
         try FileManager.default.createDirectory(atPath: rightDirectory, withIntermediateDirectories: true)
         let right = try makeForwarder(configuration, source: source, cursorDirectory: rightDirectory)

@@ -114,7 +114,7 @@ struct ForwardingDaemonTests {
         let nats = try NATSServer(in: scratch, extra: ["--user", "secureops", "--pass", "right"])
         try nats.start()
         let passwordFile = scratch.path + "/password"
-        try "wrong\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        try writeSecret("wrong\n", to: passwordFile)
         let daemon = try DaemonProcess(extraArguments: [
             "--forward-nats", nats.url, "--forward-user", "secureops", "--forward-password-file", passwordFile,
         ])

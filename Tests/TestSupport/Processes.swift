@@ -62,3 +62,14 @@ public func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T)
         Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }
+
+/// Writes a secret file (a password, a token) as an operator would: mode
+/// 0600, so the forwarder's checks accept it.
+public func writeSecret(_ text: String, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw TestFailure("open \(path) failed (errno \(errno))") }
+    defer { close(fd) }
+    guard fchmod(fd, 0o600) == 0 else { throw TestFailure("fchmod \(path) failed (errno \(errno))") }
+    let written = Array(text.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    guard written == text.utf8.count else { throw TestFailure("write \(path) failed (errno \(errno))") }
+}

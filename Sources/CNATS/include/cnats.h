@@ -9,11 +9,14 @@
 #include <stdint.h>
 
 /// Publishes one alert asynchronously on `js`: `subject`, `body`, and the
-/// headers `Nats-Msg-Id: msgId` and `Secureops-Host: host`. The message is
-/// owned by the library on success and destroyed here on failure.
+/// headers `Nats-Msg-Id: <epoch>-<sequence>` (formatted here, on the
+/// stack: this runs once per alert) and `Secureops-Host: host`. The
+/// message is owned by the library on success and destroyed here on
+/// failure.
 natsStatus cnats_publish_alert(jsCtx *js, const char *subject,
                                const void *body, int length,
-                               const char *msgId, const char *host);
+                               const char *epoch, uint64_t sequence,
+                               const char *host);
 
 /// The sequence at the end of an alert's `Nats-Msg-Id` (`<epoch>-<sequence>`);
 /// 0 when the header is missing or malformed (journal sequences start at 1).

@@ -11,12 +11,14 @@ final class JournalForwardingSource: ForwardingSource {
         self.journal = journal
     }
 
-    func records(from sequence: UInt64, maxCount: Int) throws -> [ForwardedAlert] {
-        try journal.records(from: sequence, maxCount: maxCount, maxBytes: 4 << 20).map { record in
-            var frame = record.payload
-            if frame.last == UInt8(ascii: "\n") { frame.removeLast() }
-            return ForwardedAlert(sequence: record.sequence, severity: Self.severity(of: frame), frame: frame)
+    func alerts(from sequence: UInt64, maxCount: Int) throws -> ForwardedBatch {
+        var batch = ForwardedBatch()
+        try journal.forEachRecord(from: sequence, maxCount: maxCount, maxBytes: 4 << 20) { recordSequence, _, payload in
+            var frame = payload
+            if frame.last == UInt8(ascii: "\n") { frame = UnsafeRawBufferPointer(rebasing: frame.dropLast()) }
+            batch.append(sequence: recordSequence, severity: Self.severity(of: frame), frame: frame)
         }
+        return batch
     }
 
     private static let severityKey = Array(#","severity":""#.utf8)
@@ -25,8 +27,8 @@ final class JournalForwardingSource: ForwardingSource {
     /// member follows `timestamp`, its value one of a few plain words),
     /// found by a scan instead of a parse: this runs once per forwarded
     /// alert. A frame without it is "unknown".
-    static func severity(of frame: [UInt8]) -> String {
-        frame.withUnsafeBufferPointer { bytes in
+    static func severity(of frame: UnsafeRawBufferPointer) -> String {
+        frame.withMemoryRebound(to: UInt8.self) { bytes in
             let key = severityKey
             var index = 0
             while index + key.count < bytes.count {
