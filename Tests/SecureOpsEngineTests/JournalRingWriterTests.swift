@@ -164,6 +164,32 @@ struct JournalRingWriterTests {
         #expect(why.contains("fdatasync") && why.contains("Input/output error"), "\(why)")
     }
 
+    /// Under `always` the sync is linked to the write in the kernel; a
+    /// short write cancels it, and the rest goes out with a new one.
+    @Test func underAlwaysTheSyncIsLinkedToTheWriteAndAShortWriteCancelsIt() throws {
+        let fixture = try Fixture { $0.syncPolicy = .always }
+        let (server, fake) = (fixture.server, fixture.fake)
+        server.publish("a")
+        server.turn()
+        let first = fixture.fileRequests()
+        guard case .writeFile(_, let count)? = first.first else { Issue.record("no write: \(first)"); return }
+        #expect(first == [.writeFile(offset: Self.header, count: count), .syncFile], "one submission, write then sync")
+
+        fake.completeFileWrite(bytes: 10)
+        server.turn() // the write's completion; the cancelled sync is queued
+        #expect(fixture.fileRequests().isEmpty, "nothing new until the cancelled sync is in")
+        server.turn() // the cancellation
+        #expect(fixture.fileRequests() == [.writeFile(offset: Self.header + 10, count: count - 10), .syncFile])
+        #expect(fixture.status.through == 0)
+        fake.completeFileWrite()
+        server.turn()
+        #expect(fixture.status.through == 0, "written, not yet synced")
+        fake.completeFileSync()
+        server.turn()
+        #expect(fixture.status.through == 1 && fixture.status.health == .healthy)
+        #expect(try fixture.reopened().records.map(\.sequence) == [1])
+    }
+
     @Test func underIntervalAFrameIsReportedWhenWrittenAndSyncedOnceTheIntervalIsOver() throws {
         let fixture = try Fixture {
             $0.syncPolicy = .interval

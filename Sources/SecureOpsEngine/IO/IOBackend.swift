@@ -59,11 +59,16 @@ protocol IOBackend: AnyObject {
 /// A backend that also writes and syncs files for the loop, asynchronously
 /// (io_uring): the journal is then written from the loop itself, its
 /// writes batched per turn, with no thread in between. One write or one
-/// sync is in flight at a time, and it completes exactly once, from `wait`
+/// sync is in flight at a time (a write with `thenSync` and its sync count
+/// as one), and each completes exactly once, from `wait`
 /// (`fileWriteCompleted`, `fileSyncCompleted`); the bytes are the
 /// backend's to read until then.
 protocol FileWritingBackend: IOBackend {
-    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int)
+    /// With `thenSync`, an `fdatasync` follows in the kernel without a
+    /// round trip through the loop (a linked operation): its completion
+    /// comes after the write's, `-ECANCELED` when the write did not write
+    /// everything.
+    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int, thenSync: Bool)
     /// `fdatasync`.
     func syncFile(fd: Int32)
 }

@@ -12,7 +12,8 @@ import Logging
 /// | armReceive      | multishot `recv` from the provided-buffer group       |
 /// | send            | `send` for one range, else `sendmsg` (`MSG_NOSIGNAL`) |
 /// | armHangup       | `poll_add(POLLHUP \| POLLERR)`                        |
-/// | writeFile       | `write` at an offset (the journal)                    |
+/// | writeFile       | `write` at an offset (the journal), linked to an      |
+/// |                 | `fsync` when the sync must follow                     |
 /// | syncFile        | `fsync(IORING_FSYNC_DATASYNC)` (the journal)          |
 /// | cancel…         | `async_cancel` by user data, or by fd (`CANCEL_ALL`)  |
 /// | (wake-ups)      | `read` of the inbox's eventfd, re-armed each time     |
@@ -128,10 +129,16 @@ final class IOURingBackend: FileWritingBackend {
 
     func release(fd: Int32) {}
 
-    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int) {
+    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int, thenSync: Bool) {
+        if thenSync { ring.reserveSubmissions(2) }
         let sqe = ring.nextSubmission()
         io_uring_prep_write(sqe, fd, bytes.baseAddress, UInt32(bytes.count), UInt64(offset))
         sqe.pointee.user_data = OperationTag(kind: .fileWrite).userData
+        // A short write fails the link: the sync then ends with -ECANCELED.
+        if thenSync {
+            sqe.pointee.flags |= CU_IOSQE_IO_LINK
+            syncFile(fd: fd)
+        }
     }
 
     func syncFile(fd: Int32) {

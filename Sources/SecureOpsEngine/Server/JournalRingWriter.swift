@@ -19,14 +19,23 @@ final class JournalRingWriter {
         /// Nothing in the kernel or on the maintenance queue.
         case idle
         /// `append` is being written; `written` bytes of it are done (a
-        /// short write is continued, as `pwrite` callers do).
-        case writing(JournalAppend, written: Int)
+        /// short write is continued, as `pwrite` callers do). Under
+        /// `always` the sync is linked to the write in the kernel.
+        case writing(JournalAppend, written: Int, syncLinked: Bool)
+        /// The write fell short or failed, so its linked sync was cancelled:
+        /// its completion comes next, then `next`.
+        case awaitingCancelledSync(then: AfterCancelledSync)
         /// An `fdatasync` of `segment` is in flight; under `always` it
         /// confirms `confirming`, written and not yet answered.
         case syncing(JournalSegmentHandle, confirming: JournalAppend?)
         /// A new segment is being made, or a failed write cut back, on the
         /// maintenance queue; `.journalMaintained` ends it.
         case maintaining
+    }
+
+    private enum AfterCancelledSync {
+        case continueWriting(JournalAppend, written: Int)
+        case cutBack(JournalAppend)
     }
 
     let journal: Journal
@@ -74,8 +83,7 @@ final class JournalRingWriter {
             }
             let append = journal.prepareAppend(pending)
             pending.removeAll(keepingCapacity: true)
-            backend.writeFile(fd: append.descriptor, bytes: UnsafeRawBufferPointer(append.bytes), offset: append.offset)
-            state = .writing(append, written: 0)
+            write(append, from: 0)
         } else if schedule.syncDue(now: now) {
             let segment = journal.activeSegment
             backend.syncFile(fd: segment.descriptor)
@@ -85,16 +93,27 @@ final class JournalRingWriter {
 
     // MARK: - Completions (from the backend's wait)
 
+    /// Writes `append` from byte `written` on; under `always` with the
+    /// sync linked, so the kernel syncs without a turn of the loop between.
+    private func write(_ append: JournalAppend, from written: Int) {
+        let syncLinked = schedule.policy == .always
+        let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(append.bytes)[written...])
+        backend.writeFile(fd: append.descriptor, bytes: rest, offset: append.offset + written, thenSync: syncLinked)
+        state = .writing(append, written: written, syncLinked: syncLinked)
+    }
+
     /// The write in flight completed; returns what to report.
     func writeCompleted(result: Int32, now: UInt64) -> JournalProgress? {
-        guard case .writing(let append, let before) = state else {
+        guard case .writing(let append, let before, let syncLinked) = state else {
             preconditionFailure("a journal write completed with none in flight")
         }
         let written = before + max(0, Int(result))
         if result > 0 && written < append.bytes.count || result == -EINTR || result == -EAGAIN {
-            let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(append.bytes)[written...])
-            backend.writeFile(fd: append.descriptor, bytes: rest, offset: append.offset + written)
-            state = .writing(append, written: written)
+            if syncLinked {
+                state = .awaitingCancelledSync(then: .continueWriting(append, written: written))
+            } else {
+                write(append, from: written)
+            }
             return nil
         }
         guard written == append.bytes.count else {
@@ -102,16 +121,17 @@ final class JournalRingWriter {
             // the part that reached the file is cut off before anything
             // else is written, and these records stay missing.
             let error = JournalError.io(SystemError("write", journal.path(ofSegment: append.segmentName), code: result < 0 ? -result : EIO))
-            startMaintenance { journal in
-                journal.appendFailed(append)
-                return .cutBack
+            if syncLinked {
+                state = .awaitingCancelledSync(then: .cutBack(append))
+            } else {
+                startCutBack(append)
             }
             return progress(through: append.sequences.upperBound, failed: [append.sequences], failure: error)
         }
         journal.appendWritten(append)
         schedule.wrote()
-        if schedule.policy == .always {
-            backend.syncFile(fd: append.descriptor)
+        if syncLinked {
+            // Its sync is in the kernel already; it confirms the append.
             state = .syncing(journal.activeSegment, confirming: append)
             return nil
         }
@@ -124,8 +144,23 @@ final class JournalRingWriter {
         return progress(through: append.sequences.upperBound, succeeded: true)
     }
 
+    private func startCutBack(_ append: JournalAppend) {
+        startMaintenance { journal in
+            journal.appendFailed(append)
+            return .cutBack
+        }
+    }
+
     /// The sync in flight completed; returns what to report.
     func syncCompleted(result: Int32, now: UInt64) -> JournalProgress? {
+        if case .awaitingCancelledSync(let next) = state {
+            assert(result == -ECANCELED, "a sync linked to a short write is cancelled, not \(result)")
+            switch next {
+            case .continueWriting(let append, let written): write(append, from: written)
+            case .cutBack(let append): startCutBack(append)
+            }
+            return nil
+        }
         guard case .syncing(let segment, let confirming) = state else {
             preconditionFailure("a journal sync completed with none in flight")
         }
@@ -174,7 +209,7 @@ final class JournalRingWriter {
     /// Whether a write or sync is in the kernel (the loop keeps waiting).
     var hasOperationInFlight: Bool {
         switch state {
-        case .writing, .syncing: true
+        case .writing, .syncing, .awaitingCancelledSync: true
         case .idle, .maintaining: false
         }
     }

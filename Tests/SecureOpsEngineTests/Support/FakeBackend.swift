@@ -122,6 +122,8 @@ final class FakeBackend: FileWritingBackend {
         let memory: UnsafeRawBufferPointer
         let bytes: [UInt8]
         let offset: Int
+        /// A sync follows in the kernel, cancelled when the write falls short.
+        let syncLinked: Bool
     }
 
     private var fileWrite: InFlightFileWrite?
@@ -325,12 +327,13 @@ final class FakeBackend: FileWritingBackend {
         held = held.filter { $0.value.fd != fd || !$0.value.isEmpty }
     }
 
-    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int) {
+    func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int, thenSync: Bool) {
         requests.append(.writeFile(offset: offset, count: bytes.count))
+        if thenSync { requests.append(.syncFile) }
         guard fileWrite == nil && fileSync == nil else {
             return violation("a file write while another file operation is in flight")
         }
-        fileWrite = InFlightFileWrite(fd: fd, memory: bytes, bytes: Array(bytes), offset: offset)
+        fileWrite = InFlightFileWrite(fd: fd, memory: bytes, bytes: Array(bytes), offset: offset, syncLinked: thenSync)
     }
 
     func syncFile(fd: Int32) {
@@ -463,6 +466,15 @@ final class FakeBackend: FileWritingBackend {
                 if written != Int(result) { misuse("the fake's own pwrite failed (errno \(errno))") }
             }
             fileWrite = nil
+            if write.syncLinked {
+                // A short write fails the link, as io_uring's does.
+                if result == Int32(write.bytes.count) {
+                    fileSync = write.fd
+                } else {
+                    fileSync = write.fd
+                    queue(.fileSyncCompleted(result: -ECANCELED))
+                }
+            }
             events.fileWriteCompleted(result: result)
         case .fileSyncCompleted(let result):
             guard let fd = fileSync else { return misuse("a file sync completion with none in flight") }

@@ -97,6 +97,24 @@ package final class IOURing {
         }
     }
 
+    /// Makes room for `count` SQEs in a row: what is queued is submitted
+    /// first when fewer slots are free. A linked chain must be submitted
+    /// whole: one cut by a submission in the middle runs unlinked.
+    package func reserveSubmissions(_ count: Int) {
+        var attempts = 0
+        while Int(cu_sq_space_left(ring)) < count {
+            _ = submit()
+            guard Int(cu_sq_space_left(ring)) < count else { return }
+            // As in `nextSubmission`: a kernel refusing while completions
+            // overflow takes them aside first.
+            deferReadyCompletions()
+            _ = io_uring_get_events(ring)
+            deferReadyCompletions()
+            attempts += 1
+            precondition(attempts < 10_000, "io_uring submission queue stays full")
+        }
+    }
+
     /// Submits queued SQEs without waiting. Returns the kernel's answer.
     @discardableResult
     package func submit() -> Int32 {
