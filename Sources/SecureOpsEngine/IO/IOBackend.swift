@@ -71,9 +71,6 @@ protocol FileWritingBackend: IOBackend {
     func writeFile(fd: Int32, bytes: UnsafeRawBufferPointer, offset: Int, thenSync: Bool)
     /// `fdatasync`.
     func syncFile(fd: Int32)
-    /// Hands what was asked for to the kernel now, from inside `wait`'s
-    /// event handling, instead of with the next wait.
-    func submitFileOperationsNow()
 }
 
 /// What a backend reports, on the loop thread, from inside `wait`.

@@ -146,10 +146,6 @@ final class IOURingBackend: FileWritingBackend {
         }
     }
 
-    func submitFileOperationsNow() {
-        ring.submit()
-    }
-
     func syncFile(fd: Int32) {
         let sqe = ring.nextSubmission()
         io_uring_prep_fsync(sqe, fd, CU_FSYNC_DATASYNC)

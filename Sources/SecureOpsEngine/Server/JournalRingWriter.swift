@@ -91,15 +91,6 @@ final class JournalRingWriter {
         }
     }
 
-    /// After a completion: frames that waited for it go to the kernel now,
-    /// not when the loop's turn ends, so the disk works while the loop
-    /// handles the rest of the turn's events (as a writer thread's would).
-    func issueAfterCompletion(now: UInt64) {
-        guard case .idle = state, !pending.isEmpty else { return }
-        issue(now: now)
-        if hasOperationInFlight { backend.submitFileOperationsNow() }
-    }
-
     // MARK: - Completions (from the backend's wait)
 
     /// Writes `append` from byte `written` on; under `always` with the

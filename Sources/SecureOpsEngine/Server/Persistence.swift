@@ -39,13 +39,11 @@ extension EventLoop {
     func fileWriteCompleted(result: Int32) {
         guard case .ring(let writer) = journalWrites else { return assertionFailure("a file write without the ring writer") }
         if let progress = writer.writeCompleted(result: result, now: now) { journalProgressed(progress) }
-        writer.issueAfterCompletion(now: now)
     }
 
     func fileSyncCompleted(result: Int32) {
         guard case .ring(let writer) = journalWrites else { return assertionFailure("a file sync without the ring writer") }
         if let progress = writer.syncCompleted(result: result, now: now) { journalProgressed(progress) }
-        writer.issueAfterCompletion(now: now)
     }
 
     func journalMaintained(_ outcome: JournalMaintenance) {

@@ -336,9 +336,6 @@ final class FakeBackend: FileWritingBackend {
         fileWrite = InFlightFileWrite(fd: fd, memory: bytes, bytes: Array(bytes), offset: offset, syncLinked: thenSync)
     }
 
-    /// Asked for is held at once here; nothing to hand over.
-    func submitFileOperationsNow() {}
-
     func syncFile(fd: Int32) {
         requests.append(.syncFile)
         guard fileWrite == nil && fileSync == nil else {
