@@ -34,7 +34,7 @@ struct ControlPlaneAuditTests {
         #expect(chain.status == .pass)
         #expect(chain.detail.contains("records verify (MACs, sequence, chain, head at seq"), "got \(chain.detail)")
         let backend = try check(deep, "io-backend")
-        #expect(backend.detail.contains("probed: ACCEPT, RECV, SEND, SENDMSG, READ, POLL_ADD, ASYNC_CANCEL supported"), "got \(backend.detail)")
+        #expect(backend.detail.contains("probed: ACCEPT, RECV, SEND, SENDMSG, READ, POLL_ADD, ASYNC_CANCEL, WRITE, FSYNC supported"), "got \(backend.detail)")
         #expect(backend.detail.contains("kernel "))
         if DaemonProcess.backendUnderTest == "epoll" {
             #expect(backend.status == .pass && backend.detail.hasPrefix("serving on epoll;") && backend.detail.hasSuffix("as configured (--io-backend epoll)"), "got \(backend.detail)")
