@@ -114,6 +114,9 @@ for replicas in 1 3; do
         forward=$(on_tool "$SCRATCH/release/secureops-bench" forward --nats "$url" --replicas "$replicas" \
             --alerts "$ALERTS" --subscribers "$SUBSCRIBERS" --window "$WINDOW" "${server_cpus[@]}" --json --no-progress)
         rate=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["forwardedPerSec"], r["deliveriesPerSec"], r["lost"])' "$forward")
+        # Each run leaves its stream behind; a server holding them all gets
+        # slower run by run (the anchor deletes its own).
+        "$drain" delete "${url%%,*}" "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["stream"])' "$forward")" >/dev/null
         drained=$(drain_run "$url" "$replicas" "${replicas}x$rep")
         echo "replicas=$replicas rep=$rep anchor=$anchor drain=$drained forward=$rate" | tee -a "$results" >&2
     done

@@ -74,6 +74,8 @@ struct Forward: ParsableCommand {
 
             var report = FanoutReport.make(mode: "forward", settings: settings, outcome: outcome, server: server)
             report.set("replicas", replicas)
+            // The stream this run made, for whoever cleans up after it.
+            report.set("stream", "BENCH_\(run)")
             report.set("acknowledged", acknowledged)
             report.set("forwardSec", forwardSeconds)
             report.set("forwardedPerSec", Double(acknowledged) / max(forwardSeconds, 1e-9))
