@@ -6,7 +6,7 @@ import SecureOpsSystem
 /// Writes the journal from the event loop through its io_uring ring
 /// (docs/DESIGN.md, "The journal"): the frames taken since the last write
 /// become one `write` at the end of the active segment, and under `always`
-/// an `fdatasync` follows it before the publishes are answered. No thread
+/// an `fdatasync` linked to it completes before the publishes are answered. No thread
 /// sits between a publish and the disk, and whatever arrives while a write
 /// or sync is in flight goes out together in the next (group commit).
 ///
@@ -91,8 +91,6 @@ final class JournalRingWriter {
         }
     }
 
-    // MARK: - Completions (from the backend's wait)
-
     /// Writes `append` from byte `written` on; under `always` with the
     /// sync linked, so the kernel syncs without a turn of the loop between.
     private func write(_ append: JournalAppend, from written: Int) {
@@ -101,6 +99,8 @@ final class JournalRingWriter {
         backend.writeFile(fd: append.descriptor, bytes: rest, offset: append.offset + written, thenSync: syncLinked)
         state = .writing(append, written: written, syncLinked: syncLinked)
     }
+
+    // MARK: - Completions (from the backend's wait)
 
     /// The write in flight completed; returns what to report.
     func writeCompleted(result: Int32, now: UInt64) -> JournalProgress? {
