@@ -136,8 +136,7 @@ final class IOURingBackend: FileWritingBackend {
         sqe.pointee.user_data = OperationTag(kind: .fileWrite).userData
         // Straight to io_uring's workers: a buffered write to ext4 cannot
         // complete without blocking, so the kernel's first, non-blocking
-        // try only costs the loop (measured: 0.94x of a writer thread at
-        // 100 x 16 publishes under always with this, 0.82x without).
+        // try only costs the loop (BENCHMARKS.md, "Who writes the journal").
         sqe.pointee.flags |= CU_IOSQE_ASYNC
         // A short write fails the link: the sync then ends with -ECANCELED.
         if thenSync {
