@@ -96,6 +96,7 @@ public final class Engine<Handler: RequestHandler>: Sendable {
                 $0.backend = started.backend
                 $0.boundAddresses = started.listeners
             }
+            startup.record()
         case .failure(let error):
             pthread_join(thread, nil)
             throw error
@@ -283,6 +284,9 @@ private struct LoopThreadStart<Handler: RequestHandler> {
             counters: counters, logger: logger, connectionCapacity: capacity, journalWrites: journalWrites)
         loop.dispatcher = HandlerDispatcher(handler: handler, loop: loop, epoch: epoch)
         startup.finish(.success(Started(backend: serving, listeners: listeners.map(\.address))))
+        // Serve only once `start` has recorded how: a request answered
+        // before would see no backend and no bound addresses.
+        startup.waitUntilRecorded()
         loop.run()
         stopped.signal()
     }
@@ -294,10 +298,11 @@ private struct Started: Sendable {
     var listeners: [ListenAddress]
 }
 
-/// The loop thread's answer to "did you start?".
+/// The loop thread's answer to "did you start?", and the starter's "noted".
 private final class StartupHandoff: Sendable {
     private let result = Locked<Result<Started, EngineError>?>(nil)
     private let ready = Semaphore()
+    private let recorded = Semaphore()
 
     func finish(_ outcome: Result<Started, EngineError>) {
         result.withLock { $0 = outcome }
@@ -307,6 +312,15 @@ private final class StartupHandoff: Sendable {
     func wait() -> Result<Started, EngineError> {
         ready.wait()
         return result.withLock { $0! }
+    }
+
+    /// The starter has stored what `wait` returned.
+    func record() {
+        recorded.signal()
+    }
+
+    func waitUntilRecorded() {
+        recorded.wait()
     }
 }
 
