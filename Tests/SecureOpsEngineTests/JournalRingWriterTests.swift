@@ -86,6 +86,26 @@ struct JournalRingWriterTests {
         #expect(try fixture.journal.records(from: 1, maxCount: 10).map(\.sequence) == [1, 2, 3, 4, 5])
     }
 
+    /// docs/DESIGN.md invariant 13: a subscriber sees only frames the
+    /// journal has, so a crash never takes back one it saw.
+    @Test func aSubscriberGetsAFrameOnlyOnceItsWriteHasCompleted() throws {
+        let fixture = try Fixture()
+        let (server, fake) = (fixture.server, fixture.fake)
+        let (id, _) = try server.connect()
+        fake.receive(id, FakeServer.request("watch"))
+        server.turn(times: 2)
+        fake.completeSend(id)
+        server.turn()
+        let frame = server.publish("a")
+        server.turn(times: 3)
+        #expect(fake.fileWriteInFlight != nil)
+        #expect(fake.sendInFlight(id) == nil && !server.sent(to: id).contains(frame), "not before the journal has it")
+
+        fake.completeFileWrite()
+        server.turn(times: 2)
+        #expect(fake.sendInFlight(id) == frame)
+    }
+
     @Test func aShortWriteIsContinuedWhereItStopped() throws {
         let fixture = try Fixture()
         let (server, fake) = (fixture.server, fixture.fake)
