@@ -190,28 +190,32 @@ public final class Journal: Sendable {
     public func prepareAppend(_ batches: [JournalBatch]) -> JournalAppend {
         let (segment, next) = state.withLock { ($0.segments[$0.segments.count - 1], $0.nextSequence) }
         precondition(!batches.isEmpty && batches[0].firstSequence >= next, "journal batches start after \(next)")
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(batches.reduce(0) { $0 + $1.payloads.count + $1.lengths.count * JournalFormat.recordHeaderSize })
+        // Encoded straight into the memory the write reads: no copy after.
+        let records = batches.reduce(0) { $0 + $1.lengths.count }
+        let bytes = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: batches.reduce(0) { $0 + $1.payloads.count } + records * JournalFormat.recordHeaderSize, alignment: 16)
         var placements: [JournalAppend.Placement] = []
-        placements.reserveCapacity(batches.reduce(0) { $0 + $1.lengths.count })
+        placements.reserveCapacity(records)
+        var end = 0
         for batch in batches {
             precondition(placements.last.map { batch.firstSequence == $0.sequence + 1 } ?? true, "journal batches are consecutive")
             batch.payloads.withUnsafeBytes { payloads in
                 var position = 0
                 for (index, length) in batch.lengths.enumerated() {
                     let sequence = batch.firstSequence + UInt64(index)
-                    let before = bytes.count
-                    JournalFormat.appendRecord(
+                    let size = JournalFormat.writeRecord(
                         sequence: sequence, timestampMilliseconds: batch.timestampMilliseconds,
-                        payload: UnsafeRawBufferPointer(rebasing: payloads[position..<position + length]), to: &bytes)
+                        payload: UnsafeRawBufferPointer(rebasing: payloads[position..<position + length]),
+                        into: UnsafeMutableRawBufferPointer(rebasing: bytes[end...]))
                     placements.append(.init(
-                        sequence: sequence, timestampMilliseconds: batch.timestampMilliseconds,
-                        offset: segment.size + before, size: bytes.count - before))
+                        sequence: sequence, timestampMilliseconds: batch.timestampMilliseconds, offset: segment.size + end, size: size))
+                    end += size
                     position += length
                 }
             }
         }
-        return JournalAppend(segment: segment, offset: segment.size, encoded: bytes, placements: placements)
+        assert(end == bytes.count, "the records fill the write exactly")
+        return JournalAppend(segment: segment, offset: segment.size, bytes: bytes, placements: placements)
     }
 
     /// The write of `append` went through whole: its records are readable.
@@ -473,13 +477,13 @@ public final class JournalAppend: @unchecked Sendable {
     let placements: [Placement]
     public let sequences: ClosedRange<UInt64>
 
-    init(segment: JournalSegment, offset: Int, encoded: [UInt8], placements: [Placement]) {
+    /// Takes ownership of `bytes` (freed with this).
+    init(segment: JournalSegment, offset: Int, bytes: UnsafeMutableRawBufferPointer, placements: [Placement]) {
         self.segment = segment
         self.offset = offset
+        self.bytes = bytes
         self.placements = placements
         sequences = placements[0].sequence...placements[placements.count - 1].sequence
-        bytes = .allocate(byteCount: encoded.count, alignment: 16)
-        encoded.withUnsafeBytes { bytes.copyMemory(from: $0) }
     }
 
     deinit { bytes.deallocate() }

@@ -65,20 +65,23 @@ enum JournalFormat {
 
     // MARK: - Records
 
-    /// Appends one record to `bytes`.
-    static func appendRecord(sequence: UInt64, timestampMilliseconds: Int64, payload: UnsafeRawBufferPointer, to bytes: inout [UInt8]) {
+    /// Writes one record at the start of `buffer` (at least
+    /// `recordHeaderSize + payload.count` bytes); returns its size.
+    static func writeRecord(
+        sequence: UInt64, timestampMilliseconds: Int64, payload: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer
+    ) -> Int {
         precondition(payload.count <= maxPayloadBytes, "a journal record of \(payload.count) bytes")
-        let start = bytes.count
-        bytes.appendLittleEndian(UInt32(payload.count))
-        bytes.appendLittleEndian(UInt32(0)) // the CRC, filled in below
-        bytes.appendLittleEndian(sequence)
-        bytes.appendLittleEndian(UInt64(bitPattern: timestampMilliseconds))
-        bytes.append(contentsOf: payload)
-        let crc = bytes.withUnsafeBytes { raw in
-            let length = crc32c(UnsafeRawBufferPointer(rebasing: raw[start..<start + 4]))
-            return crc32c(UnsafeRawBufferPointer(rebasing: raw[(start + 8)...]), continuing: length)
-        }
-        bytes.withUnsafeMutableBytes { $0.storeBytes(of: crc.littleEndian, toByteOffset: start + 4, as: UInt32.self) }
+        let size = recordHeaderSize + payload.count
+        precondition(buffer.count >= size, "room for the record")
+        buffer.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 0, as: UInt32.self)
+        buffer.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self)
+        buffer.storeBytes(of: UInt64(bitPattern: timestampMilliseconds).littleEndian, toByteOffset: 16, as: UInt64.self)
+        if let base = payload.baseAddress { (buffer.baseAddress! + recordHeaderSize).copyMemory(from: base, byteCount: payload.count) }
+        let record = UnsafeRawBufferPointer(buffer)
+        let length = crc32c(UnsafeRawBufferPointer(rebasing: record[0..<4]))
+        let crc = crc32c(UnsafeRawBufferPointer(rebasing: record[8..<size]), continuing: length)
+        buffer.storeBytes(of: crc.littleEndian, toByteOffset: 4, as: UInt32.self)
+        return size
     }
 
     /// What the bytes at the start of `bytes` hold.

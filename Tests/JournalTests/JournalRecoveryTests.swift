@@ -40,9 +40,10 @@ struct JournalRecoveryTests {
         let name = fixture.segmentNames[0]
         let whole = fixture.size(of: name)
         // The first 30 bytes of an 11th record: a write the crash interrupted.
-        var next: [UInt8] = []
-        batch(from: 11, count: 1).payloads.withUnsafeBytes {
-            JournalFormat.appendRecord(sequence: 11, timestampMilliseconds: 1, payload: $0, to: &next)
+        let payload = batch(from: 11, count: 1).payloads
+        var next = [UInt8](repeating: 0, count: JournalFormat.recordHeaderSize + payload.count)
+        payload.withUnsafeBytes { payload in
+            next.withUnsafeMutableBytes { _ = JournalFormat.writeRecord(sequence: 11, timestampMilliseconds: 1, payload: payload, into: $0) }
         }
         fixture.appendBytes(Array(next.prefix(30)), to: name)
 
